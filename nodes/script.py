@@ -1,0 +1,80 @@
+"""The script node: JavaScript run in the live page (browser engine only).
+
+``emit: value`` stores the result under ``data[as]`` (``data["script"]`` when ``as`` is
+absent), normalised to plain JSON (dates become strings, NaN null); a result that has no
+JSON form is null and a ``script_bad_result`` warning. ``emit: links`` expects a list of URL
+strings and emits them as extract_links would (resolved, de-duplicated, ``limit``,
+``marker``); a non-list, or non-string items (skipped), count ``script_bad_result``.
+
+A script that throws or outlives ``timeout_s`` is a fact about that page, not a reason to
+lose the record: the value is null (no links), ``script_error`` is counted, and the chain
+goes on. The engine's ``evaluate`` reports those two as TimeoutError and RuntimeError; any
+other exception (a crashed tab is retryable) is the engine's to classify and propagates.
+``timeout_s`` is enforced here as well as handed to ``evaluate``, so an engine that ignores
+it cannot stall a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+
+from nodes.context import NodeContext
+from nodes.extract_links import emit_links
+from nodes.page import Page
+from workflows.spec import ScriptNode
+
+_log = logging.getLogger(__name__)
+_FAILED = object()
+
+
+class ScriptEngineError(RuntimeError):
+    """A script node ran on a page without a browser: a workflow or engine-choice bug."""
+
+
+async def run(spec: ScriptNode, page: Page, ctx: NodeContext) -> None:
+    """Run ``spec.code`` in the page and store its value or emit its links."""
+    evaluate = page.evaluate
+    if evaluate is None:
+        raise ScriptEngineError(
+            "script nodes need the browser engine; this page was fetched without one "
+            "(set engine: browser on the phase)"
+        )
+    result: Any
+    try:
+        async with asyncio.timeout(spec.timeout_s):
+            result = await evaluate(spec.code, spec.timeout_s)
+    except (TimeoutError, RuntimeError) as exc:  # too slow, or the page's JavaScript threw
+        _log.debug("script node failed on %s: %r", page.url, exc)
+        ctx.warn("script_error")
+        result = _FAILED
+    if spec.emit == "links":
+        if result is not _FAILED:
+            _emit_links(result, spec, page, ctx)
+        return
+    key = spec.as_ or "script"
+    ctx.data[key] = None if result is _FAILED else _json_value(result, ctx)
+
+
+def _json_value(result: Any, ctx: NodeContext) -> Any:
+    """``result`` as plain JSON types, so every sink writes the same record."""
+    if result is None or isinstance(result, (str, bool, int)):
+        return result  # the common scalars need no round trip
+    try:
+        return msgspec.json.decode(msgspec.json.encode(result))
+    except (TypeError, ValueError, msgspec.EncodeError):
+        ctx.warn("script_bad_result")
+        return None
+
+
+def _emit_links(result: Any, spec: ScriptNode, page: Page, ctx: NodeContext) -> None:
+    if not isinstance(result, list):
+        ctx.warn("script_bad_result")
+        return
+    urls = [item for item in result if isinstance(item, str)]
+    if len(urls) != len(result):
+        ctx.warn("script_bad_result")
+    emit_links(urls, page, ctx, spec.marker, spec.limit)
