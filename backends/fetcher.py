@@ -1,0 +1,35 @@
+"""The Fetcher port: URL in, Page out, with errors that say whether to retry."""
+
+from __future__ import annotations
+
+import abc
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+from nodes.page import Page
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    url: str
+    timeout_s: float = 30.0
+    user_agent: str = "trawl"
+    max_body_bytes: int = 10 * 1024 * 1024
+    wait_until: str = "domcontentloaded"  # browser engine
+    block_resources: tuple[str, ...] = ("image", "font", "media")  # browser engine
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Fetcher(abc.ABC):
+    """Fetches one URL. The Page is usable only inside the ``open`` block: for the browser
+    engine it is a live tab, which script nodes need."""
+
+    @abc.abstractmethod
+    def open(self, request: FetchRequest) -> AbstractAsyncContextManager[Page]:
+        """Fetch ``request.url``; raise RetryableError or PermanentError on failure."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Acquire what the fetcher needs (a session, a browser)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release it."""

@@ -1,0 +1,245 @@
+"""MemoryStateStore: the StateStore of embedded mode, in dicts.
+
+No method awaits between reading and writing, so each is one atomic step on the event loop,
+which is what the Postgres adapter gets from transactions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from backends.clock import Clock, SystemClock
+from backends.errors import InvalidInputError
+from backends.state import (
+    TERMINAL_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Failure,
+    OutputObject,
+    Progress,
+    StateStore,
+    StoredWorkflow,
+    TaskResult,
+)
+
+
+@dataclass(slots=True)
+class _Workflow:
+    versions: list[StoredWorkflow] = field(default_factory=list)
+    last_version: int = 0  # survives deletes, so a version number is never reused
+
+
+@dataclass(slots=True)
+class _Tasks:
+    """The task counters of one execution."""
+
+    finished_keys: dict[str, bool] = field(default_factory=dict)  # key -> finished
+    finished: int = 0
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    by_phase: dict[str, Counter[str]] = field(default_factory=dict)
+    by_marker: dict[str, Counter[str]] = field(default_factory=dict)
+    failures_by_class: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    outputs: dict[str, OutputObject] = field(default_factory=dict)
+
+
+class MemoryStateStore(StateStore):
+    """Workflows, executions and counters of this process."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._workflows: dict[tuple[str, str], _Workflow] = {}
+        self._executions: dict[str, Execution] = {}
+        self._tasks: dict[str, _Tasks] = {}
+
+    # -- workflows
+
+    async def put_workflow(self, tenant: str, name: str, source_text: str, spec_json: str) -> int:
+        workflow = self._workflows.setdefault((tenant, name), _Workflow())
+        workflow.last_version += 1
+        workflow.versions.append(
+            StoredWorkflow(
+                tenant=tenant,
+                name=name,
+                version=workflow.last_version,
+                source_text=source_text,
+                spec_json=spec_json,
+                created_at=self._clock.wall(),
+            )
+        )
+        return workflow.last_version
+
+    async def get_workflow(
+        self, tenant: str, name: str, version: int | None = None
+    ) -> StoredWorkflow | None:
+        workflow = self._workflows.get((tenant, name))
+        if workflow is None or not workflow.versions:
+            return None
+        if version is None:
+            return workflow.versions[-1]
+        for stored in workflow.versions:
+            if stored.version == version:
+                return stored
+        return None
+
+    async def list_workflows(self, tenant: str) -> list[StoredWorkflow]:
+        return sorted(
+            (w.versions[-1] for (t, _), w in self._workflows.items() if t == tenant and w.versions),
+            key=lambda stored: stored.name,
+        )
+
+    async def delete_workflow(self, tenant: str, name: str) -> bool:
+        workflow = self._workflows.get((tenant, name))
+        if workflow is None or not workflow.versions:
+            return False
+        workflow.versions.clear()
+        return True
+
+    # -- executions
+
+    async def create_execution(self, execution: Execution) -> None:
+        if execution.id in self._executions:
+            raise InvalidInputError(
+                f"execution {execution.id!r} already exists", error_class="conflict"
+            )
+        self._executions[execution.id] = execution
+
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        return self._executions.get(execution_id)
+
+    async def list_executions(
+        self, tenant: str, *, workflow: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Execution]:
+        if limit < 0 or offset < 0:
+            raise InvalidInputError("limit and offset must not be negative")
+        matching = [
+            e
+            for e in self._executions.values()
+            if e.tenant == tenant and (workflow is None or e.workflow == workflow)
+        ]
+        matching.sort(key=lambda e: (e.created_at, e.id), reverse=True)
+        return matching[offset : offset + limit]
+
+    async def transition(
+        self,
+        execution_id: str,
+        to_status: ExecutionStatus,
+        *,
+        from_statuses: Collection[ExecutionStatus],
+        error: str | None = None,
+    ) -> bool:
+        execution = self._executions.get(execution_id)
+        if execution is None or execution.status not in from_statuses:
+            return False
+        now = self._clock.wall()
+        changes: dict[str, object] = {"status": to_status}
+        if to_status == "running" and execution.started_at is None:
+            changes["started_at"] = now
+        if to_status in TERMINAL_STATUSES:
+            changes["finished_at"] = now
+        if error is not None:
+            changes["error"] = error
+        self._executions[execution_id] = msgspec.structs.replace(execution, **changes)
+        return True
+
+    # -- tasks
+
+    async def add_tasks(
+        self, execution_id: str, keys: Sequence[str], *, max_total: int = 0
+    ) -> list[str]:
+        known = self._tasks.setdefault(execution_id, _Tasks()).finished_keys
+        accepted: list[str] = []
+        for key in dict.fromkeys(keys):
+            finished = known.get(key)
+            if finished is None:
+                if max_total > 0 and len(known) >= max_total:
+                    continue
+                known[key] = False
+                accepted.append(key)
+            elif not finished:
+                accepted.append(key)
+        return accepted
+
+    async def remove_tasks(self, execution_id: str, keys: Sequence[str]) -> int:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None:
+            return 0
+        removed = 0
+        for key in keys:
+            if tasks.finished_keys.get(key) is False:
+                del tasks.finished_keys[key]
+                removed += 1
+        return removed
+
+    async def finish_tasks(self, execution_id: str, results: Sequence[TaskResult]) -> int:
+        tasks = self._tasks.setdefault(execution_id, _Tasks())
+        counted = 0
+        for result in results:
+            if tasks.finished_keys.get(result.key):
+                continue
+            tasks.finished_keys[result.key] = True
+            counted += 1
+            self._count(tasks, result)
+        return counted
+
+    def _count(self, tasks: _Tasks, result: TaskResult) -> None:
+        outcome = result.outcome
+        tasks.finished += 1
+        tasks.by_outcome[outcome] += 1
+        tasks.by_phase.setdefault(result.phase, Counter())[outcome] += 1
+        tasks.by_marker.setdefault(result.marker or "", Counter())[outcome] += 1
+        tasks.records += result.records
+        tasks.warnings.update(result.warnings)
+        if outcome == "failed":
+            error_class = result.error_class or "error"
+            tasks.failures_by_class[error_class] += 1
+            tasks.failures.append(
+                Failure(
+                    key=result.key,
+                    url=result.url,
+                    phase=result.phase,
+                    error_class=error_class,
+                    message=result.error_message or "",
+                    attempt=result.attempt,
+                    at=self._clock.wall(),
+                )
+            )
+
+    async def progress(self, execution_id: str) -> Progress:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None:
+            return Progress()
+        # Copies: the caller must not see (or change) later counts.
+        return Progress(
+            published=len(tasks.finished_keys),
+            finished=tasks.finished,
+            by_outcome=dict(tasks.by_outcome),
+            by_phase={phase: dict(c) for phase, c in tasks.by_phase.items()},
+            by_marker={marker: dict(c) for marker, c in tasks.by_marker.items()},
+            failures_by_class=dict(tasks.failures_by_class),
+            warnings=dict(tasks.warnings),
+            records=tasks.records,
+        )
+
+    async def failures(self, execution_id: str, *, limit: int = 100) -> list[Failure]:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None or limit <= 0:
+            return []
+        return tasks.failures[: -limit - 1 : -1]
+
+    # -- outputs
+
+    async def add_output(self, execution_id: str, output: OutputObject) -> None:
+        self._tasks.setdefault(execution_id, _Tasks()).outputs[output.path] = output
+
+    async def outputs(self, execution_id: str) -> list[OutputObject]:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None:
+            return []
+        return sorted(tasks.outputs.values(), key=lambda output: output.path)

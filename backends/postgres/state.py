@@ -1,0 +1,280 @@
+"""PostgresStateStore: the StateStore of distributed mode, in Postgres through PgBouncer.
+
+Every operation is one statement, or one short transaction (see ``tasks``), so it works in
+PgBouncer's transaction pooling mode and its cost does not grow with a batch's size in round
+trips. Timestamps come from the injected clock, as in the memory adapter; order that matters
+(failures newest first) comes from sequence ids, not from clocks.
+
+Operations that can run twice without harm (reads, the idempotent task operations, the
+output manifest) are retried across a dropped connection; the others are retried only when
+nothing reached the server (see ``PostgresPool``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from backends.clock import Clock, SystemClock
+from backends.errors import InvalidInputError
+from backends.postgres import tasks
+from backends.postgres.pool import PostgresPool
+from backends.state import (
+    TERMINAL_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Failure,
+    OutputObject,
+    Progress,
+    StateStore,
+    StoredWorkflow,
+    TaskResult,
+)
+
+if TYPE_CHECKING:
+    from backends.postgres.pool import Connection
+
+_WORKFLOW_COLUMNS = "tenant, name, version, source_text, spec_json, created_at"
+_EXECUTION_COLUMNS = (
+    "id, tenant, workflow, workflow_version, status, created_at, started_at, finished_at,"
+    " params::text AS params, error"
+)
+
+# Bumping workflow_names.last_version and inserting the version in one statement: the row
+# lock on the name serializes concurrent puts, and a version number is never reused.
+_PUT_WORKFLOW = f"""
+WITH named AS (
+    INSERT INTO workflow_names AS w (tenant, name, last_version) VALUES ($1, $2, 1)
+    ON CONFLICT (tenant, name) DO UPDATE SET last_version = w.last_version + 1
+    RETURNING last_version
+)
+INSERT INTO workflow_versions ({_WORKFLOW_COLUMNS})
+SELECT $1, $2, last_version, $3, $4, $5 FROM named
+RETURNING version
+"""
+
+_TRANSITION = """
+UPDATE executions SET
+    status = $2,
+    started_at = CASE WHEN $4::bool THEN coalesce(started_at, $6) ELSE started_at END,
+    finished_at = CASE WHEN $5::bool THEN $6 ELSE finished_at END,
+    error = coalesce($7, error)
+WHERE id = $1 AND status = ANY($3::text[])
+RETURNING 1
+"""
+
+_json = msgspec.json.Encoder()
+
+
+class PostgresStateStore(StateStore):
+    """Workflows, executions, task counters, failures and outputs in Postgres."""
+
+    def __init__(self, pool: PostgresPool, *, clock: Clock | None = None) -> None:
+        self.pool = pool
+        self._clock = clock or SystemClock()
+
+    @classmethod
+    async def from_url(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        clock: Clock | None = None,
+        retry_deadline_s: float = 10.0,
+    ) -> PostgresStateStore:
+        """Connect to ``dsn`` (normally PgBouncer's address); RetryableError naming the
+        host and port if it does not answer within ``retry_deadline_s``."""
+        pool = await PostgresPool.connect(
+            dsn, min_size=min_size, max_size=max_size, retry_deadline_s=retry_deadline_s
+        )
+        return cls(pool, clock=clock)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- workflows
+
+    async def put_workflow(self, tenant: str, name: str, source_text: str, spec_json: str) -> int:
+        now = self._clock.wall()
+
+        async def op(conn: Connection) -> int:
+            version: int = await conn.fetchval(
+                _PUT_WORKFLOW, tenant, name, source_text, spec_json, now
+            )
+            return version
+
+        return await self.pool.run(op, idempotent=False)
+
+    async def get_workflow(
+        self, tenant: str, name: str, version: int | None = None
+    ) -> StoredWorkflow | None:
+        query = (
+            f"SELECT {_WORKFLOW_COLUMNS} FROM workflow_versions"
+            " WHERE tenant = $1 AND name = $2 AND ($3::int IS NULL OR version = $3)"
+            " ORDER BY version DESC LIMIT 1"
+        )
+        row = await self._fetchrow(query, tenant, name, version)
+        return None if row is None else StoredWorkflow(**row)
+
+    async def list_workflows(self, tenant: str) -> list[StoredWorkflow]:
+        query = (
+            f"SELECT DISTINCT ON (name) {_WORKFLOW_COLUMNS} FROM workflow_versions"
+            " WHERE tenant = $1 ORDER BY name, version DESC"
+        )
+        return [StoredWorkflow(**row) for row in await self._fetch(query, tenant)]
+
+    async def delete_workflow(self, tenant: str, name: str) -> bool:
+        query = "DELETE FROM workflow_versions WHERE tenant = $1 AND name = $2"
+        # Not idempotent: run twice, the second would say there was nothing to delete.
+        return await self._execute(query, tenant, name, idempotent=False) != "DELETE 0"
+
+    # -- executions
+
+    async def create_execution(self, execution: Execution) -> None:
+        query = (
+            "INSERT INTO executions (id, tenant, workflow, workflow_version, status, created_at,"
+            " started_at, finished_at, params, error)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)"
+            " ON CONFLICT (id) DO NOTHING RETURNING 1"
+        )
+        e = execution
+        params = _json.encode(e.params).decode()
+        args = (e.id, e.tenant, e.workflow, e.workflow_version, e.status, e.created_at)
+        more = (e.started_at, e.finished_at, params, e.error)
+
+        async def op(conn: Connection) -> Any:
+            return await conn.fetchval(query, *args, *more)
+
+        if await self.pool.run(op, idempotent=False) is None:
+            raise InvalidInputError(f"execution {e.id!r} already exists", error_class="conflict")
+
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        query = f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = $1"
+        row = await self._fetchrow(query, execution_id)
+        return None if row is None else _execution(row)
+
+    async def list_executions(
+        self, tenant: str, *, workflow: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Execution]:
+        if limit < 0 or offset < 0:
+            raise InvalidInputError("limit and offset must not be negative")
+        query = (
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions"
+            " WHERE tenant = $1 AND ($2::text IS NULL OR workflow = $2)"
+            " ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        )
+        rows = await self._fetch(query, tenant, workflow, limit, offset)
+        return [_execution(row) for row in rows]
+
+    async def transition(
+        self,
+        execution_id: str,
+        to_status: ExecutionStatus,
+        *,
+        from_statuses: Collection[ExecutionStatus],
+        error: str | None = None,
+    ) -> bool:
+        starts = to_status == "running"
+        ends = to_status in TERMINAL_STATUSES
+        args = (execution_id, to_status, list(from_statuses), starts, ends, self._clock.wall())
+
+        async def op(conn: Connection) -> Any:
+            return await conn.fetchval(_TRANSITION, *args, error)
+
+        # Not idempotent: run twice, the second would report another worker's win as a loss.
+        return await self.pool.run(op, idempotent=False) is not None
+
+    # -- tasks
+
+    async def add_tasks(
+        self, execution_id: str, keys: Sequence[str], *, max_total: int = 0
+    ) -> list[str]:
+        if not keys:
+            return []
+
+        async def op(conn: Connection) -> list[str]:
+            return await tasks.add(conn, execution_id, keys, max_total)
+
+        # Idempotent: a second run hands back the same keys, registered and unfinished.
+        return await self.pool.run(op, idempotent=True)
+
+    async def remove_tasks(self, execution_id: str, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+
+        async def op(conn: Connection) -> int:
+            return await tasks.remove(conn, execution_id, keys)
+
+        return await self.pool.run(op, idempotent=True)
+
+    async def finish_tasks(self, execution_id: str, results: Sequence[TaskResult]) -> int:
+        if not results:
+            return 0
+        at = self._clock.wall()
+
+        async def op(conn: Connection) -> int:
+            return await tasks.finish(conn, execution_id, results, at)
+
+        # Idempotent for the counters (only a first finish counts); a second run after a
+        # lost commit reports 0 counted, which no caller relies on.
+        return await self.pool.run(op, idempotent=True)
+
+    async def progress(self, execution_id: str) -> Progress:
+        async def op(conn: Connection) -> Progress:
+            return await tasks.progress(conn, execution_id)
+
+        return await self.pool.run(op, idempotent=True)
+
+    async def failures(self, execution_id: str, *, limit: int = 100) -> list[Failure]:
+        if limit <= 0:
+            return []
+        query = (
+            "SELECT key, url, phase, error_class, message, attempt, at FROM failures"
+            " WHERE execution_id = $1 ORDER BY id DESC LIMIT $2"
+        )
+        return [Failure(**row) for row in await self._fetch(query, execution_id, limit)]
+
+    # -- outputs
+
+    async def add_output(self, execution_id: str, output: OutputObject) -> None:
+        query = (
+            "INSERT INTO outputs (execution_id, path, size_bytes, records, kind)"
+            " VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (execution_id, path) DO UPDATE SET size_bytes = excluded.size_bytes,"
+            " records = excluded.records, kind = excluded.kind"
+        )
+        o = output
+        args = (execution_id, o.path, o.size_bytes, o.records, o.kind)
+        await self._execute(query, *args, idempotent=True)
+
+    async def outputs(self, execution_id: str) -> list[OutputObject]:
+        query = (
+            "SELECT path, size_bytes, records, kind FROM outputs"
+            " WHERE execution_id = $1 ORDER BY path"
+        )
+        return [OutputObject(**row) for row in await self._fetch(query, execution_id)]
+
+    # -- single statements
+
+    async def _fetch(self, query: str, *args: object) -> list[dict[str, Any]]:
+        async def op(conn: Connection) -> list[dict[str, Any]]:
+            return [dict(row) for row in await conn.fetch(query, *args)]
+
+        return await self.pool.run(op, idempotent=True)
+
+    async def _fetchrow(self, query: str, *args: object) -> dict[str, Any] | None:
+        rows = await self._fetch(query, *args)
+        return rows[0] if rows else None
+
+    async def _execute(self, query: str, *args: object, idempotent: bool) -> str:
+        async def op(conn: Connection) -> str:
+            return await conn.execute(query, *args)
+
+        return await self.pool.run(op, idempotent=idempotent)
+
+
+def _execution(row: dict[str, Any]) -> Execution:
+    return Execution(**{**row, "params": msgspec.json.decode(row["params"])})

@@ -1,0 +1,220 @@
+"""The StateStore port: the control plane's record.
+
+Workflows and their versions, executions and their status, the task counters that decide
+completion, failures, and the manifest of output objects.
+
+Completion rests on two idempotent operations. ``add_tasks`` registers the keys of tasks
+about to be published (a key at most once); ``finish_tasks`` records their outcome, and only
+the first finish of a key counts. Queue redeliveries therefore cannot corrupt the counters,
+and an execution is complete exactly when every registered key has finished. Register
+children before finishing their parent, so ``finished == published`` cannot happen while
+work is still being discovered.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+ExecutionStatus = Literal["pending", "running", "completed", "cancelled", "failed"]
+TERMINAL_STATUSES: frozenset[ExecutionStatus] = frozenset({"completed", "cancelled", "failed"})
+
+TaskOutcome = Literal["succeeded", "failed", "filtered"]
+OutputKind = Literal["part", "export", "summary"]
+
+
+class _Record(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of the Structs the store hands out; they cross the API boundary as JSON."""
+
+
+class StoredWorkflow(_Record, frozen=True):
+    """One version of a workflow as it was put: its source (YAML or JSON, kept for users to
+    read back) and its validated spec as JSON (what executions run)."""
+
+    tenant: str
+    name: str
+    version: int
+    source_text: str
+    spec_json: str
+    created_at: datetime
+
+
+class Execution(_Record, frozen=True):
+    """One run of one workflow version. ``error`` says why a failed execution could not go
+    on (page failures do not fail an execution)."""
+
+    id: str
+    workflow: str
+    workflow_version: int
+    created_at: datetime
+    tenant: str = "default"
+    status: ExecutionStatus = "pending"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    params: dict[str, Any] = {}
+    error: str | None = None
+
+
+class TaskResult(_Record, frozen=True):
+    """How one task ended, as the worker reports it."""
+
+    key: str
+    url: str
+    phase: str
+    depth: int
+    outcome: TaskOutcome
+    marker: str | None = None
+    attempt: int = 0
+    error_class: str | None = None
+    error_message: str | None = None
+    records: int = 0
+    warnings: dict[str, int] = {}
+
+
+class Progress(_Record, frozen=True):
+    """Counters of one execution. ``by_phase`` and ``by_marker`` map a phase or marker (no
+    marker: "") to outcome to count; ``failures_by_class`` counts failed tasks by error
+    class."""
+
+    published: int = 0
+    finished: int = 0
+    by_outcome: dict[str, int] = {}
+    by_phase: dict[str, dict[str, int]] = {}
+    by_marker: dict[str, dict[str, int]] = {}
+    failures_by_class: dict[str, int] = {}
+    warnings: dict[str, int] = {}
+    records: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every published task has finished, and there was at least one. An execution
+        that published nothing is for the runtime to settle."""
+        return self.published > 0 and self.finished >= self.published
+
+
+class Failure(_Record, frozen=True):
+    """One task that failed for good."""
+
+    key: str
+    url: str
+    phase: str
+    error_class: str
+    message: str
+    attempt: int
+    at: datetime
+
+
+class OutputObject(_Record, frozen=True):
+    """One object an execution wrote to the BlobStore."""
+
+    path: str
+    size_bytes: int
+    records: int
+    kind: OutputKind
+
+
+class StateStore(abc.ABC):
+    """Workflows, executions, task counters, failures and outputs."""
+
+    # -- workflows
+
+    @abc.abstractmethod
+    async def put_workflow(self, tenant: str, name: str, source_text: str, spec_json: str) -> int:
+        """Store a new version of workflow ``name`` and return its number (1, 2, ...).
+        Every put makes a version, even of unchanged text."""
+
+    @abc.abstractmethod
+    async def get_workflow(
+        self, tenant: str, name: str, version: int | None = None
+    ) -> StoredWorkflow | None:
+        """One version (default: the latest), or None."""
+
+    @abc.abstractmethod
+    async def list_workflows(self, tenant: str) -> list[StoredWorkflow]:
+        """The latest version of each of the tenant's workflows, by name."""
+
+    @abc.abstractmethod
+    async def delete_workflow(self, tenant: str, name: str) -> bool:
+        """Delete every version; False if there was none. Executions are kept."""
+
+    # -- executions
+
+    @abc.abstractmethod
+    async def create_execution(self, execution: Execution) -> None:
+        """Record a new execution; InvalidInputError if its id exists."""
+
+    @abc.abstractmethod
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        """The execution, or None."""
+
+    @abc.abstractmethod
+    async def list_executions(
+        self, tenant: str, *, workflow: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Execution]:
+        """The tenant's executions, newest first."""
+
+    @abc.abstractmethod
+    async def transition(
+        self,
+        execution_id: str,
+        to_status: ExecutionStatus,
+        *,
+        from_statuses: Collection[ExecutionStatus],
+        error: str | None = None,
+    ) -> bool:
+        """Compare and set: move to ``to_status`` only from one of ``from_statuses``, so of
+        two workers seeing the last task finish, one completes the execution. Sets
+        ``started_at`` on entering running, ``finished_at`` on entering a terminal status.
+        False if the status did not match or the execution does not exist."""
+
+    # -- tasks
+
+    @abc.abstractmethod
+    async def add_tasks(
+        self, execution_id: str, keys: Sequence[str], *, max_total: int = 0
+    ) -> list[str]:
+        """Register the keys of tasks about to be published and return the ones to publish:
+        each key, once, in order, that is registered and unfinished after the call (new, or
+        registered by an earlier attempt whose publish failed). Finished keys are left out.
+        With ``max_total`` > 0 no new key is registered once ``published`` has reached it,
+        which is how ``max_pages`` holds across workers."""
+
+    @abc.abstractmethod
+    async def remove_tasks(self, execution_id: str, keys: Sequence[str]) -> int:
+        """Unregister keys that have not finished (their publish failed for good); return
+        how many were removed. Finished keys stay."""
+
+    @abc.abstractmethod
+    async def finish_tasks(self, execution_id: str, results: Sequence[TaskResult]) -> int:
+        """Record outcomes; return how many counted. Only the first finish of a key counts,
+        so redelivered duplicates change nothing. A key never added counts as added too, so
+        ``finished`` never exceeds ``published``."""
+
+    @abc.abstractmethod
+    async def progress(self, execution_id: str) -> Progress:
+        """The counters (all zero for an unknown execution)."""
+
+    async def is_complete(self, execution_id: str) -> bool:
+        """Whether every published task has finished (see ``Progress.complete``)."""
+        return (await self.progress(execution_id)).complete
+
+    @abc.abstractmethod
+    async def failures(self, execution_id: str, *, limit: int = 100) -> list[Failure]:
+        """Tasks that failed for good, newest first."""
+
+    # -- outputs
+
+    @abc.abstractmethod
+    async def add_output(self, execution_id: str, output: OutputObject) -> None:
+        """Add an object to the manifest; one entry per path, the last add wins."""
+
+    @abc.abstractmethod
+    async def outputs(self, execution_id: str) -> list[OutputObject]:
+        """The manifest, by path."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
