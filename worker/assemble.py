@@ -1,0 +1,88 @@
+"""One place that wires the worker's stages over a set of ports.
+
+The embedded run and the distributed worker are the same pipeline over different adapters;
+both get it from here, so a stage added to one cannot be missing from the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from backends.blobs import BlobStore
+from backends.clock import Clock
+from backends.fetcher import Fetcher
+from backends.queue import TaskQueue
+from backends.ratelimit import RateLimiter
+from backends.seen import SeenSet
+from backends.state import StateStore
+from worker.completion import Completion
+from worker.context import ExecutionCache
+from worker.frontier import Frontier
+from worker.pipeline import Pipeline
+from worker.process import MAX_INLINE_WAIT_S, TaskProcessor
+from worker.robots import RobotsCache
+from worker.sink import Sink
+
+
+@dataclass(slots=True, frozen=True)
+class Ports:
+    """The adapters a worker runs over."""
+
+    queue: TaskQueue
+    seen: SeenSet
+    limiter: RateLimiter
+    state: StateStore
+    blobs: BlobStore
+
+
+@dataclass(slots=True)
+class Assembly:
+    """The wired stages; ``pipeline.run(stop)`` runs them."""
+
+    ports: Ports
+    contexts: ExecutionCache
+    frontier: Frontier
+    completion: Completion
+    pipeline: Pipeline
+
+
+def assemble(
+    ports: Ports,
+    *,
+    fetchers: Mapping[str, Fetcher],
+    robots: RobotsCache,
+    clock: Clock,
+    concurrency: int,
+    worker_id: str,
+    prefix: str = "",
+    sink_batch: int = 256,
+    sink_delay_s: float = 0.5,
+    drain_timeout_s: float | None = None,
+    max_inline_wait_s: float = MAX_INLINE_WAIT_S,
+) -> Assembly:
+    """Wire receive → process → sink → ack over ``ports``; completion runs after each flush."""
+    contexts = ExecutionCache(ports.state)
+    completion = Completion(ports.state, ports.blobs, prefix)
+    frontier = Frontier(ports.seen, ports.state, ports.queue)
+    processor = TaskProcessor(
+        contexts=contexts,
+        fetchers=fetchers,
+        limiter=ports.limiter,
+        robots=robots,
+        frontier=frontier,
+        clock=clock,
+        max_inline_wait_s=max_inline_wait_s,
+    )
+    sink = Sink(
+        blobs=ports.blobs,
+        state=ports.state,
+        clock=clock,
+        worker_id=worker_id,
+        prefix=prefix,
+        max_batch=sink_batch,
+        max_delay_s=sink_delay_s,
+        on_flushed=completion.check,
+    )
+    pipeline = Pipeline(queue=ports.queue, processor=processor, sink=sink, concurrency=concurrency)
+    return Assembly(ports, contexts, frontier, completion, pipeline)

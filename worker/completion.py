@@ -1,0 +1,67 @@
+"""Completion: an execution is complete when every task it published has finished.
+
+Whichever worker's flush brings ``finished`` up to ``published`` builds the export and then
+moves the execution from running to completed with a compare-and-set. The export comes
+first so that a worker dying in between leaves a running execution that the next check
+completes, never a completed one without its export. Two workers finishing at once may both
+build it: the export is a deterministic function of the part files, so both write the same
+objects under the same names, and only one of them wins the status change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+
+from backends.blobs import BlobStore
+from backends.state import StateStore
+from worker.export import ExportResult, build_export
+
+log = logging.getLogger(__name__)
+
+
+class Completion:
+    def __init__(self, state: StateStore, blobs: BlobStore, prefix: str = "") -> None:
+        self._state = state
+        self._blobs = blobs
+        self._prefix = prefix
+        self._listeners: list[Callable[[str, ExportResult], None]] = []
+        self.exports: dict[str, ExportResult] = {}
+
+    def on_complete(self, listener: Callable[[str, ExportResult], None]) -> None:
+        self._listeners.append(listener)
+
+    async def check(self, execution_id: str) -> bool:
+        """Complete ``execution_id`` if nothing of it is outstanding; True if this call did."""
+        progress = await self._state.progress(execution_id)
+        if progress.finished < progress.published:
+            return False
+        execution = await self._state.get_execution(execution_id)
+        if execution is None or execution.status != "running":
+            return False
+        done = msgspec.structs.replace(execution, status="completed", finished_at=_now())
+        result = await build_export(self._blobs, self._state, self._prefix, done)
+        if not await self._state.transition(execution_id, "completed", from_statuses={"running"}):
+            return False
+        self._announce(execution_id, result)
+        return True
+
+    async def finalize(self, execution_id: str) -> ExportResult:
+        """Write the export of an execution that has reached a final status."""
+        execution = await self._state.get_execution(execution_id)
+        assert execution is not None
+        result = await build_export(self._blobs, self._state, self._prefix, execution)
+        self._announce(execution_id, result)
+        return result
+
+    def _announce(self, execution_id: str, result: ExportResult) -> None:
+        self.exports[execution_id] = result
+        for listener in self._listeners:
+            listener(execution_id, result)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,113 @@
+"""What a worker knows about one execution: its workflow, compiled rules, fetch settings.
+
+Built once per execution per process from the StateStore and cached, so the hot path never
+re-reads or re-compiles a workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import msgspec
+
+from backends.errors import PermanentError
+from backends.fetcher import FetchRequest
+from backends.ratelimit import RatePolicy
+from backends.state import Execution, StateStore
+from workflows.rules import CrawlRules
+from workflows.spec import Phase, Workflow
+
+
+@dataclass(slots=True)
+class ExecutionContext:
+    execution: Execution
+    workflow: Workflow
+    rules: CrawlRules
+    policy: RatePolicy
+    phases: dict[str, Phase] = field(default_factory=dict)
+    record_phases: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(cls, execution: Execution, workflow: Workflow) -> ExecutionContext:
+        p = workflow.politeness
+        policy = RatePolicy(
+            rate_per_s=p.requests_per_second,
+            burst=p.burst,
+            min_interval_s=p.delay_ms / 1000.0,
+            max_concurrency=p.max_concurrency_per_host,
+        )
+        return cls(
+            execution=execution,
+            workflow=workflow,
+            rules=CrawlRules(workflow),
+            policy=policy,
+            phases={ph.name: ph for ph in workflow.phases},
+            record_phases=frozenset(ph.name for ph in workflow.phases if workflow.has_records(ph)),
+        )
+
+    def request(self, url: str) -> FetchRequest:
+        f = self.workflow.fetch
+        return FetchRequest(
+            url=url,
+            timeout_s=f.timeout_s,
+            user_agent=f.user_agent,
+            max_body_bytes=f.max_body_bytes,
+            wait_until=f.wait_until,
+            block_resources=tuple(f.block_resources),
+        )
+
+
+class ExecutionCache:
+    """Execution contexts by id, loaded from the StateStore on first use."""
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+        self._contexts: dict[str, ExecutionContext] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def put(self, ctx: ExecutionContext) -> None:
+        self._contexts[ctx.execution.id] = ctx
+
+    async def get(self, execution_id: str) -> ExecutionContext:
+        ctx = self._contexts.get(execution_id)
+        if ctx is not None:
+            return ctx
+        lock = self._locks.setdefault(execution_id, asyncio.Lock())
+        async with lock:
+            ctx = self._contexts.get(execution_id)
+            if ctx is None:
+                ctx = await self._load(execution_id)
+                self._contexts[execution_id] = ctx
+        return ctx
+
+    async def refresh_status(self, execution_id: str) -> Execution | None:
+        """Re-read the execution (to see a cancel); keeps the cached workflow."""
+        execution = await self._state.get_execution(execution_id)
+        ctx = self._contexts.get(execution_id)
+        if execution is not None and ctx is not None:
+            ctx.execution = execution
+        return execution
+
+    def known(self) -> list[str]:
+        """The executions this process has loaded."""
+        return list(self._contexts)
+
+    def forget(self, execution_id: str) -> None:
+        self._contexts.pop(execution_id, None)
+        self._locks.pop(execution_id, None)
+
+    async def _load(self, execution_id: str) -> ExecutionContext:
+        execution = await self._state.get_execution(execution_id)
+        if execution is None:
+            raise PermanentError(f"unknown execution {execution_id}", error_class="no_execution")
+        stored = await self._state.get_workflow(
+            execution.tenant, execution.workflow, execution.workflow_version
+        )
+        if stored is None:
+            raise PermanentError(
+                f"workflow {execution.workflow} v{execution.workflow_version} is gone",
+                error_class="no_workflow",
+            )
+        workflow = msgspec.json.decode(stored.spec_json, type=Workflow)
+        return ExecutionContext.build(execution, workflow)

@@ -1,0 +1,96 @@
+"""The frontier: from links a page emitted to tasks published, exactly once per URL.
+
+Order matters for crash safety: a link is marked seen, registered as published in the
+StateStore (so completion cannot be declared while it is outstanding), then published. If
+publishing fails the seen marks are undone and the parent task is retried.
+
+A worker may die between marking links seen and publishing them. Links are claimed in the
+seen-set under a token of their parent task, so the parent's redelivery is told they are
+new again and publishes them; the StateStore hands back those registered but unfinished.
+Duplicates this may publish (the earlier attempt got as far as publishing) are harmless: a
+key's result counts once and the export keeps one record per key. If Redis loses its data
+every key looks new; the StateStore still leaves out the finished ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from backends.errors import RetryableError
+from backends.queue import TaskQueue
+from backends.seen import SeenSet
+from backends.state import StateStore
+from backends.task import Task
+from nodes.context import Link
+from worker.context import ExecutionContext
+from workflows.rules import Admit
+
+
+class Frontier:
+    def __init__(self, seen: SeenSet, state: StateStore, queue: TaskQueue) -> None:
+        self._seen = seen
+        self._state = state
+        self._queue = queue
+
+    async def admit(self, ctx: ExecutionContext, parent: Task, links: Sequence[Link]) -> int:
+        """Publish the new links of ``parent``'s page; returns how many were published."""
+        if not links:
+            return 0
+        rules = ctx.rules
+        admits: dict[str, Admit] = {}
+        for link in links:
+            decision = rules.judge(parent.phase, link.url, link.marker, link.depth)
+            if isinstance(decision, Admit) and decision.url not in admits:
+                admits[decision.url] = decision
+        if not admits:
+            return 0
+        return await self.publish(ctx, list(admits.values()), parent=parent)
+
+    async def publish(
+        self, ctx: ExecutionContext, admits: Sequence[Admit], parent: Task | None = None
+    ) -> int:
+        """Dedupe ``admits`` against the seen-set and max_pages, then publish the rest."""
+        execution_id = ctx.execution.id
+        keys = [a.url for a in admits]
+        claimer = claim_token(parent.url if parent is not None else "")
+        fresh = await self._seen.add_new(execution_id, keys, claimer=claimer)
+        candidates = [a for a, is_new in zip(admits, fresh, strict=True) if is_new]
+        if not candidates:
+            return 0
+        accepted = await self._state.add_tasks(
+            execution_id, [a.url for a in candidates], max_total=ctx.workflow.max_pages
+        )
+        accepted_set = set(accepted)
+        tasks = [
+            Task(
+                execution_id=execution_id,
+                url=a.url,
+                depth=a.depth,
+                phase=a.phase,
+                marker=a.marker,
+                parent=parent.url if parent is not None else None,
+                trace=parent.trace if parent is not None else {},
+            )
+            for a in candidates
+            if a.url in accepted_set
+        ]
+        if not tasks:
+            return 0
+        try:
+            await self._queue.publish(tasks)
+        except Exception as exc:
+            # These keys were claimed by this parent: undo both so its retry starts clean.
+            urls = [t.url for t in tasks]
+            await self._state.remove_tasks(execution_id, urls)
+            await self._seen.discard(execution_id, urls)
+            raise RetryableError(f"publishing {len(tasks)} links failed: {exc}") from exc
+        return len(tasks)
+
+
+def claim_token(parent_url: str) -> str:
+    """A short, stable name for the task that claims links (its URL is unique per
+    execution); 16 hex characters keep the seen-set small. Start URLs use ``start``."""
+    if not parent_url:
+        return "start"
+    return hashlib.blake2b(parent_url.encode("utf-8"), digest_size=8).hexdigest()

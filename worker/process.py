@@ -1,0 +1,225 @@
+"""One task, from delivery to outcome: politeness, fetch, node chain, frontier.
+
+Every error ends in exactly one of three places, decided here and nowhere else: a retry
+(nack with backoff), a failure recorded with its class, or a filtered task. Nothing is lost:
+an unexpected exception in a node is a recorded failure naming the exception, not a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import msgspec
+
+from backends.clock import Clock
+from backends.errors import PermanentError, RetryableError
+from backends.fetcher import Fetcher
+from backends.queue import Delivery
+from backends.ratelimit import RateLimiter
+from backends.state import TaskResult
+from nodes.chain import run_chain
+from nodes.context import NodeContext
+from nodes.script import ScriptEngineError
+from worker.context import ExecutionCache, ExecutionContext
+from worker.frontier import Frontier
+from worker.retry import backoff_delay
+from worker.robots import RobotsCache
+from workflows.urls import host_key
+
+log = logging.getLogger(__name__)
+
+# Waiting for a rate-limit permit in place is cheaper than a redelivery round trip, up to a
+# point: beyond this the task is handed back to the queue so the slot can serve other hosts.
+MAX_INLINE_WAIT_S = 5.0
+# Hand-backs remembered per task (see TaskProcessor._handbacks); the oldest are forgotten
+# beyond this, which only makes their later retries count as used up a little early.
+MAX_REMEMBERED_HANDBACKS = 100_000
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A finished task on its way to the sink: what to count, what to write, what to ack."""
+
+    delivery: Delivery
+    result: TaskResult
+    record: dict[str, Any] | None = None
+
+
+class TaskProcessor:
+    def __init__(
+        self,
+        *,
+        contexts: ExecutionCache,
+        fetchers: Mapping[str, Fetcher],
+        limiter: RateLimiter,
+        robots: RobotsCache,
+        frontier: Frontier,
+        clock: Clock,
+        max_inline_wait_s: float = MAX_INLINE_WAIT_S,
+    ) -> None:
+        self._max_inline_wait_s = max_inline_wait_s
+        self._contexts = contexts
+        self._fetchers = fetchers
+        self._limiter = limiter
+        self._robots = robots
+        self._frontier = frontier
+        self._clock = clock
+        self._stopping = asyncio.Event()
+        # Deliveries of a task this process handed back untried (politeness, stopping), by
+        # (execution, url). The queue's delivery_attempt counts every delivery; these are
+        # not attempts at the page, so they must not use up its retries.
+        self._handbacks: dict[tuple[str, str], int] = {}
+
+    def stop_waiting(self) -> None:
+        """The worker is stopping: tasks waiting for a politeness permit are handed back to
+        the queue at once instead of waiting on (they have not started)."""
+        self._stopping.set()
+
+    async def process(self, delivery: Delivery) -> Outcome | None:
+        """Run one delivery; None when it was handed back to the queue for later."""
+        outcome = await self._process(delivery)
+        if outcome is not None:  # settled for good
+            self._handbacks.pop((delivery.task.execution_id, delivery.task.url), None)
+        return outcome
+
+    async def _process(self, delivery: Delivery) -> Outcome | None:
+        task = delivery.task
+        try:
+            ctx = await self._contexts.get(task.execution_id)
+        except PermanentError as exc:
+            return self._failed(delivery, exc.error_class, str(exc))
+        if ctx.execution.status in ("cancelled", "completed", "failed"):
+            return self._filtered(delivery, "cancelled")
+        workflow = ctx.workflow
+        if workflow.politeness.respect_robots_txt:
+            try:
+                allowed = await self._robots.allowed(task.url, workflow.fetch.user_agent)
+            except Exception as exc:  # a robots.txt we cannot read never blocks the crawl
+                log.warning("robots.txt check failed for %s: %s", task.url, exc)
+                allowed = True
+            if not allowed:
+                return self._filtered(delivery, "robots_txt")
+        try:
+            return await self._fetch_and_run(delivery, ctx)
+        except RetryableError as exc:
+            handbacks = self._handbacks.get((task.execution_id, task.url), 0)
+            attempt = delivery.delivery_attempt - handbacks
+            if attempt < workflow.retries.max_attempts:
+                delay = backoff_delay(attempt, workflow.retries.backoff_s, exc.delay_s)
+                await delivery.nack(delay)
+                return None
+            return self._failed(delivery, exc.error_class, str(exc))
+        except PermanentError as exc:
+            return self._failed(delivery, exc.error_class, str(exc))
+        except ScriptEngineError as exc:
+            return self._failed(delivery, "script_engine", str(exc))
+        except ValueError as exc:  # a selector or pattern the page's parser cannot evaluate
+            return self._failed(delivery, "node_error", str(exc)[:500])
+        except Exception as exc:  # a hostile page or a bug: record it, keep crawling
+            log.exception("task %s failed unexpectedly", task.url)
+            return self._failed(delivery, f"internal_{type(exc).__name__}", str(exc)[:500])
+
+    async def _fetch_and_run(self, delivery: Delivery, ctx: ExecutionContext) -> Outcome | None:
+        task = delivery.task
+        phase = ctx.phases[task.phase]
+        engine = ctx.workflow.engine_of(phase)
+        key = f"{task.execution_id}|{host_key(task.url)}"
+        policy = ctx.policy
+        if ctx.workflow.politeness.respect_robots_txt:
+            crawl_delay = await self._robots.crawl_delay(task.url, ctx.workflow.fetch.user_agent)
+            if crawl_delay and crawl_delay > policy.min_interval_s:
+                policy = msgspec.structs.replace(policy, min_interval_s=crawl_delay)
+        while True:
+            grant = await self._limiter.acquire(key, policy)
+            if grant.granted:
+                break
+            if self._stopping.is_set():
+                await self._hand_back(delivery, 0.0)
+                return None
+            if grant.retry_after_s > self._max_inline_wait_s:
+                await self._hand_back(delivery, grant.retry_after_s)
+                return None
+            await self._pause(grant.retry_after_s)
+        fetched_at = self._clock.wall()
+        try:
+            async with self._fetchers[engine].open(ctx.request(task.url)) as page:
+                node_ctx: NodeContext = await run_chain(phase.nodes, page, task.depth)
+                status = page.status
+        finally:
+            await self._limiter.release(key, grant.lease_id)
+        await self._frontier.admit(ctx, task, node_ctx.links)
+        record = None
+        if task.phase in ctx.record_phases:
+            record = {
+                "execution_id": task.execution_id,
+                "workflow": ctx.workflow.name,
+                "phase": task.phase,
+                "url": task.url,
+                "marker": task.marker,
+                "depth": task.depth,
+                "status": status,
+                "fetched_at": fetched_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "data": node_ctx.data,
+            }
+        result = TaskResult(
+            key=task.url,
+            url=task.url,
+            phase=task.phase,
+            marker=task.marker,
+            depth=task.depth,
+            attempt=delivery.delivery_attempt,
+            outcome="succeeded",
+            error_class=None,
+            error_message=None,
+            records=1 if record is not None else 0,
+            warnings=dict(node_ctx.warnings),
+        )
+        return Outcome(delivery, result, record)
+
+    async def _hand_back(self, delivery: Delivery, delay_s: float) -> None:
+        """Give an untried delivery back to the queue; its next one is not a retry."""
+        key = (delivery.task.execution_id, delivery.task.url)
+        if key not in self._handbacks and len(self._handbacks) >= MAX_REMEMBERED_HANDBACKS:
+            del self._handbacks[next(iter(self._handbacks))]
+        self._handbacks[key] = self._handbacks.get(key, 0) + 1
+        await delivery.nack(delay_s)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep on the clock, cut short by ``stop_waiting``."""
+        if self._stopping.is_set():
+            return
+        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((sleep, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            stopping.cancel()
+
+    def _failed(self, delivery: Delivery, error_class: str, message: str) -> Outcome:
+        return Outcome(delivery, _result(delivery, "failed", error_class, message))
+
+    def _filtered(self, delivery: Delivery, reason: str) -> Outcome:
+        return Outcome(delivery, _result(delivery, "filtered", reason, None))
+
+
+def _result(delivery: Delivery, outcome: Any, error_class: str, message: str | None) -> TaskResult:
+    task = delivery.task
+    return TaskResult(
+        key=task.url,
+        url=task.url,
+        phase=task.phase,
+        marker=task.marker,
+        depth=task.depth,
+        attempt=delivery.delivery_attempt,
+        outcome=outcome,
+        error_class=error_class,
+        error_message=message,
+        records=0,
+        warnings={},
+    )

@@ -1,0 +1,89 @@
+"""robots.txt, fetched once per origin and cached, parsed by Protego (Scrapy's parser)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from protego import Protego
+from yarl import URL
+
+from backends.clock import Clock
+
+log = logging.getLogger(__name__)
+
+# Fetches a robots.txt URL: (status, body) or raises OSError/TimeoutError when unreachable.
+RobotsFetch = Callable[[str, str], Awaitable[tuple[int, str]]]
+
+_ALLOW_ALL = Protego.parse("")
+
+
+@dataclass(slots=True)
+class _Entry:
+    rules: Protego
+    expires_at: float
+
+
+class RobotsCache:
+    """Answers "may this user agent fetch this URL" with one robots.txt fetch per origin.
+
+    A 4xx robots.txt means no rules (RFC 9309 §2.3.1.3); an unreachable one or a 5xx is
+    treated as "allow" but cached only briefly so that the next pages ask again.
+    """
+
+    def __init__(self, fetch: RobotsFetch, clock: Clock, ttl_s: float = 3600.0) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._entries: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Future[Protego]] = {}
+
+    async def _rules(self, origin: str, user_agent: str) -> Protego:
+        entry = self._entries.get(origin)
+        if entry is not None and entry.expires_at > self._clock.now():
+            return entry.rules
+        pending = self._inflight.get(origin)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Protego] = asyncio.get_running_loop().create_future()
+        self._inflight[origin] = future
+        try:
+            rules, ttl = await self._load(origin, user_agent)
+            self._entries[origin] = _Entry(rules, self._clock.now() + ttl)
+            future.set_result(rules)
+            return rules
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[origin]
+
+    async def _load(self, origin: str, user_agent: str) -> tuple[Protego, float]:
+        try:
+            status, body = await self._fetch(f"{origin}/robots.txt", user_agent)
+        except (OSError, TimeoutError) as exc:
+            log.warning("robots.txt of %s unreachable (%s): allowing for now", origin, exc)
+            return _ALLOW_ALL, 60.0
+        if 200 <= status < 300:
+            return Protego.parse(body), self._ttl_s
+        if 400 <= status < 500:
+            return _ALLOW_ALL, self._ttl_s
+        return _ALLOW_ALL, 60.0
+
+    async def allowed(self, url: str, user_agent: str) -> bool:
+        """Whether ``user_agent`` may fetch ``url``."""
+        rules = await self._rules(_origin(url), user_agent)
+        return bool(rules.can_fetch(url, user_agent))
+
+    async def crawl_delay(self, url: str, user_agent: str) -> float | None:
+        """The Crawl-delay robots.txt asks of ``user_agent`` on this origin, if any."""
+        rules = await self._rules(_origin(url), user_agent)
+        delay = rules.crawl_delay(user_agent)
+        return float(delay) if delay is not None else None
+
+
+def _origin(url: str) -> str:
+    return str(URL(url).origin())
