@@ -1,0 +1,153 @@
+"""The distributed commands: ``migrate``, ``worker``, ``submit``, ``status``, ``export``.
+
+They read their settings from the environment (TRAWL_*, PUBSUB_EMULATOR_HOST,
+STORAGE_EMULATOR_HOST) and talk to the real backends. A backend that cannot be reached is
+reported in one line naming it, with exit code 3, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from backends.errors import TrawlError
+from trawl.cli_common import EXIT_OK, CommandError, add_set_argument, load_workflow_arg
+from trawl.settings import Settings, load_settings
+
+EXIT_BACKEND = 3
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main``; a backend failure becomes one line and exit code 3."""
+    try:
+        return asyncio.run(main())  # type: ignore[arg-type]
+    except TrawlError as error:
+        raise CommandError(f"{error} ({error.error_class})", EXIT_BACKEND) from None
+
+
+def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the distributed commands."""
+    p = commands.add_parser("migrate", help="create or upgrade the Postgres schema")
+    p.set_defaults(handler=cmd_migrate)
+
+    p = commands.add_parser(
+        "worker",
+        help="run a worker: pull tasks from Pub/Sub until SIGTERM",
+        description="A stateless worker. Settings from TRAWL_* variables; /healthz and "
+        "/readyz on TRAWL_HEALTH_HOST:PORT.",
+    )
+    p.set_defaults(handler=cmd_worker)
+
+    p = commands.add_parser("submit", help="start an execution on the distributed backends")
+    p.add_argument("workflow", metavar="WORKFLOW")
+    p.add_argument("--tenant", default="default")
+    add_set_argument(p)
+    p.set_defaults(handler=cmd_submit)
+
+    p = commands.add_parser("status", help="an execution's status and counts")
+    p.add_argument("execution_id", metavar="ID")
+    p.add_argument("--wait", action="store_true", help="wait until it has finished")
+    p.add_argument("--timeout", type=float, default=0, help="with --wait: give up after S s")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_status)
+
+    p = commands.add_parser("export", help="read an execution's export")
+    p.add_argument("execution_id", metavar="ID")
+    p.add_argument("--out", help="a file (default: stdout)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.set_defaults(handler=cmd_export)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from backends.postgres import migrate
+
+    settings = _settings()
+    applied = _run(lambda: migrate(settings.database_url))
+    print("applied: " + ", ".join(applied) if applied else "schema up to date")
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from trawl.distributed import open_ports, submit
+
+    workflow = load_workflow_arg(args.workflow, args.sets)
+    source = Path(args.workflow).read_text(encoding="utf-8", errors="replace")
+    settings = _settings()
+
+    async def main() -> str:
+        async with open_ports(settings) as ports:
+            execution = await submit(ports, workflow, tenant=args.tenant, source_text=source)
+            return execution.id
+
+    print(_run(main))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from trawl.status import status
+
+    settings = _settings()
+    report = _run(
+        lambda: status(settings, args.execution_id, wait=args.wait, timeout_s=args.timeout)
+    )
+    if report is None:
+        raise CommandError(f"no execution {args.execution_id}", 1)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_status(report)
+    if args.wait and report["status"] not in ("completed", "cancelled", "failed"):
+        return EXIT_BACKEND
+    return EXIT_OK
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    pages = report["pages"]
+    print(
+        f"execution {report['execution_id']} ({report['workflow']} "
+        f"v{report['workflow_version']}): {report['status']}"
+    )
+    print(
+        f"pages: {pages['finished']}/{pages['published']} finished, "
+        f"{pages['succeeded']} succeeded, {pages['failed']} failed, "
+        f"{pages['filtered']} filtered; records {report['records']}"
+    )
+    if report["failures_by_class"]:
+        failures = ", ".join(f"{k} {v}" for k, v in sorted(report["failures_by_class"].items()))
+        print(f"failures: {failures}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trawl.status import export_lines
+
+    settings = _settings()
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        count = _run(lambda: export_lines(settings, args.execution_id, args.format, out))
+    finally:
+        if args.out:
+            out.close()
+    if args.out:
+        print(f"{count} records in {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from trawl.worker_main import run_worker
+
+    settings = _settings()
+    _run(lambda: run_worker(settings))
+    return EXIT_OK

@@ -1,0 +1,130 @@
+"""Composition root of the embedded shape: fetchers, robots.txt, and ``trawl run`` itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TextIO
+
+import aiohttp
+from rich.console import Console
+
+from backends.clock import SystemClock
+from backends.fetcher import Fetcher
+from trawl.progress import ProgressDisplay, summary_table
+from trawl.settings import Settings
+from worker.embedded import RunResult, run_embedded
+from worker.fetchers.browser import BrowserFetcher
+from worker.fetchers.http import HttpFetcher
+from worker.robots import RobotsCache, RobotsFetch
+from workflows.spec import Workflow
+
+
+def uses_browser(workflow: Workflow) -> bool:
+    return any(workflow.engine_of(p) == "browser" for p in workflow.phases)
+
+
+def robots_fetch(session: aiohttp.ClientSession, timeout_s: float = 10.0) -> RobotsFetch:
+    """A robots.txt fetch over ``session``: (status, text), at most 512 KiB (RFC 9309)."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def fetch(url: str, user_agent: str) -> tuple[int, str]:
+        try:
+            async with session.get(
+                url, headers={"User-Agent": user_agent}, timeout=timeout
+            ) as resp:
+                body = await resp.content.read(512 * 1024)
+                return resp.status, body.decode("utf-8", errors="replace")
+        except aiohttp.ClientError as exc:
+            raise OSError(str(exc)) from exc
+
+    return fetch
+
+
+@contextlib.asynccontextmanager
+async def open_fetchers(
+    workflow: Workflow, settings: Settings, *, browser_restart_after: int = 500
+) -> AsyncIterator[tuple[dict[str, Fetcher], RobotsCache]]:
+    """The fetchers a workflow needs (the browser only if a phase uses it) and robots.txt."""
+    async with contextlib.AsyncExitStack() as stack:
+        http = HttpFetcher()
+        await http.start()
+        stack.push_async_callback(http.close)
+        fetchers: dict[str, Fetcher] = {"http": http}
+        if uses_browser(workflow):
+            browser = BrowserFetcher(
+                executable_path=settings.chromium(), restart_after_pages=browser_restart_after
+            )
+            await browser.start()
+            stack.push_async_callback(browser.close)
+            fetchers["browser"] = browser
+        robots = await stack.enter_async_context(open_robots())
+        yield fetchers, robots
+
+
+@contextlib.asynccontextmanager
+async def open_robots() -> AsyncIterator[RobotsCache]:
+    """A robots.txt cache over its own HTTP session."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    try:
+        yield RobotsCache(robots_fetch(session), SystemClock())
+    finally:
+        await session.close()
+
+
+async def crawl(
+    workflow: Workflow,
+    *,
+    out_dir: Path,
+    settings: Settings,
+    source_text: str = "",
+    concurrency: int | None = None,
+    stream: TextIO | None = None,
+    handle_signals: bool = True,
+) -> RunResult:
+    """Run ``workflow`` in this process with a progress display; Ctrl-C stops cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = False
+    if handle_signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            installed = True
+    display = ProgressDisplay(stream)
+    try:
+        async with open_fetchers(workflow, settings) as (fetchers, robots):
+            return await run_embedded(
+                workflow,
+                out_dir=out_dir,
+                fetchers=fetchers,
+                robots=robots,
+                source_text=source_text,
+                concurrency=concurrency or settings.worker_concurrency,
+                stop=stop,
+                on_progress=display.update,
+            )
+    finally:
+        display.close()
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def print_summary(result: RunResult, elapsed_s: float, stream: TextIO | None = None) -> None:
+    console = Console(file=stream or sys.stderr, highlight=False)
+    console.print(summary_table(result.progress, elapsed_s, result.execution.status))
+    p = result.progress
+    if p.failures_by_class:
+        failures = ", ".join(f"{k} {v}" for k, v in sorted(p.failures_by_class.items()))
+        console.print(f"failures: {failures}")
+    if p.warnings:
+        console.print("warnings: " + ", ".join(f"{k} {v}" for k, v in sorted(p.warnings.items())))
+    if result.export is not None:
+        records_file = result.out_dir / result.export.export_path
+        console.print(f"records: {result.export.records} in {records_file}", soft_wrap=True)
+        console.print(f"summary: {result.out_dir / result.export.summary_path}", soft_wrap=True)

@@ -1,0 +1,54 @@
+"""Logging for the long-running processes: one JSON object per line, or plain text.
+
+Cloud Logging reads ``severity`` and ``message`` from JSON lines on stdout; extra fields
+passed with ``extra={"execution_id": ..., "url": ...}`` are carried as they are, so a line
+can be found by execution, task URL or trace id.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+# Attributes every LogRecord has; anything else on a record came from ``extra``.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_encoder = msgspec.json.Encoder(enc_hook=repr)  # anything else is logged as its repr
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"time", "severity", "logger", "message", ...extra}`` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "severity": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(
+            (key, value)
+            for key, value in vars(record).items()
+            if key not in _STANDARD and not key.startswith("_")
+        )
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return _encoder.encode(entry).decode("utf-8", "replace")
+
+
+def configure(fmt: str = "json", level: int = logging.INFO) -> None:
+    """Route the root logger to stdout in ``fmt`` (``json`` or ``text``)."""
+    handler = logging.StreamHandler(sys.stdout)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # The Google clients log every retry at INFO; their warnings still come through.
+    for noisy in ("google", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,182 @@
+"""``trawl run`` and ``trawl preview``: the commands that fetch, in this process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from backends.errors import TrawlError
+from trawl.cli_common import EXIT_OK, CommandError, add_set_argument, load_workflow_arg
+from workflows import Workflow
+from workflows.rules import Admit, CrawlRules
+from workflows.urls import BadUrl, canonicalize
+
+EXIT_INTERRUPTED = 130
+EXIT_NOT_COMPLETED = 3
+
+
+def add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run a whole crawl in this process",
+        description="Run a workflow in this process (memory queues, records under --out). "
+        "Progress on stderr; exit 0 when the crawl completed, 130 when interrupted.",
+    )
+    parser.add_argument("workflow", metavar="WORKFLOW", help="a .yaml, .yml or .json file")
+    parser.add_argument("--out", default="out", help="output directory (default: ./out)")
+    parser.add_argument(
+        "--engine",
+        choices=("http", "browser"),
+        help="the engine of phases that do not choose one (overrides the workflow's default)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="tasks in flight (TRAWL_WORKER_CONCURRENCY)"
+    )
+    add_set_argument(parser)
+    parser.set_defaults(handler=cmd_run)
+
+
+def _workflow_with_engine(args: argparse.Namespace) -> Workflow:
+    sets = list(args.sets)
+    if getattr(args, "engine", None):
+        sets.insert(0, f"engine={args.engine}")
+    return load_workflow_arg(args.workflow, sets)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The embedded default: the whole crawl, a live progress line, a summary table."""
+    from trawl.embedded import crawl, print_summary
+    from trawl.settings import load_settings
+
+    workflow = _workflow_with_engine(args)
+    if args.concurrency is not None and args.concurrency < 1:
+        raise CommandError("--concurrency must be at least 1")
+    settings = _settings(load_settings)
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"{out_dir}: cannot create the output directory: {error}") from None
+    source = Path(args.workflow).read_text(encoding="utf-8", errors="replace")
+    started = time.monotonic()
+    try:
+        result = asyncio.run(
+            crawl(
+                workflow,
+                out_dir=out_dir,
+                settings=settings,
+                source_text=source,
+                concurrency=args.concurrency,
+            )
+        )
+    except TrawlError as error:
+        raise CommandError(str(error), EXIT_NOT_COMPLETED) from None
+    print_summary(result, time.monotonic() - started)
+    if result.execution.status == "cancelled":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.execution.status == "completed" else EXIT_NOT_COMPLETED
+
+
+def _settings(load: Any) -> Any:
+    try:
+        return load()
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def add_preview(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "preview",
+        help="run one phase on one page and print its record and links",
+        description="Fetch URL, run one phase's nodes on it and print, as JSON, the record "
+        "and every link with the phase it would go to (or why it would be dropped). "
+        "Nothing is enqueued or written.",
+    )
+    parser.add_argument("workflow", metavar="WORKFLOW")
+    parser.add_argument("url", metavar="URL")
+    parser.add_argument("--phase", help="the phase to run (default: the start phase)")
+    parser.add_argument("--depth", type=int, default=0, help="the page's depth (default 0)")
+    parser.add_argument("--engine", choices=("http", "browser"))
+    add_set_argument(parser)
+    parser.set_defaults(handler=cmd_preview)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """What one phase makes of one page, before a whole crawl is started."""
+    from trawl.settings import load_settings
+
+    workflow = _workflow_with_engine(args)
+    phase_name = args.phase or workflow.first_phase
+    if phase_name not in {p.name for p in workflow.phases}:
+        names = ", ".join(p.name for p in workflow.phases)
+        raise CommandError(f"--phase {phase_name!r}: the workflow has no such phase ({names})")
+    try:
+        url = canonicalize(args.url)
+    except BadUrl as error:
+        raise CommandError(str(error)) from None
+    settings = _settings(load_settings)
+    try:
+        report = asyncio.run(preview(workflow, url, phase_name, args.depth, settings))
+    except TrawlError as error:
+        raise CommandError(f"{url}: {error} ({error.error_class})", EXIT_NOT_COMPLETED) from None
+    print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    return EXIT_OK
+
+
+async def preview(
+    workflow: Workflow, url: str, phase_name: str, depth: int, settings: Any
+) -> dict[str, Any]:
+    """The record and the judged links of ``phase_name`` run on ``url``."""
+    from backends.state import Execution
+    from nodes.chain import run_chain
+    from trawl.embedded import open_fetchers
+    from worker.context import ExecutionContext
+
+    phase = workflow.phase(phase_name)
+    engine = workflow.engine_of(phase)
+    one_phase = msgspec.structs.replace(workflow, phases=[phase], start_phase=None)
+    async with open_fetchers(one_phase, settings) as (fetchers, _robots):
+        ctx = ExecutionContext.build(
+            Execution(id="preview", workflow=workflow.name, workflow_version=0, created_at=_now()),
+            workflow,
+        )
+        async with fetchers[engine].open(ctx.request(url)) as page:
+            node_ctx = await run_chain(phase.nodes, page, depth)
+            status = page.status
+    rules = CrawlRules(workflow)
+    links = []
+    for link in node_ctx.links:
+        decision = rules.judge(phase_name, link.url, link.marker, link.depth)
+        entry: dict[str, Any] = {"url": link.url, "marker": link.marker, "depth": link.depth}
+        if isinstance(decision, Admit):
+            entry["url"] = decision.url
+            entry["phase"] = decision.phase
+        else:
+            entry["dropped"] = str(decision)
+        links.append(entry)
+    return {
+        "url": url,
+        "phase": phase_name,
+        "engine": engine,
+        "status": status,
+        "record": node_ctx.data if workflow.has_records(phase) else None,
+        "warnings": dict(node_ctx.warnings),
+        "links": links,
+    }
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def write_stderr(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,0 +1,89 @@
+"""Settings from the environment (and a .env file if present), the same names everywhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import msgspec
+from dotenv import dotenv_values
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting, read from ``TRAWL_<NAME>`` (``PORT`` for ``port``)."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:6432/trawl"
+    database_pool_size: int = 10
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "trawl"
+    seen_ttl_s: int = 7 * 24 * 3600  # how long an execution's seen-set outlives its last add
+    pubsub_project: str = "trawl-local"
+    pubsub_topic: str = "trawl-tasks"
+    pubsub_subscription: str = "trawl-workers"
+    pubsub_dead_letter_topic: str = "trawl-tasks-dead"
+    pubsub_ack_deadline_s: int = 60
+    pubsub_retention_s: int = 7 * 24 * 3600
+    pubsub_max_delivery_attempts: int = 20
+    gcs_bucket: str = "trawl-outputs"
+    gcs_prefix: str = ""
+    gcs_create_bucket: bool = False  # emulators and compose; production buckets pre-exist
+    worker_concurrency: int = 32
+    worker_id: str | None = None  # default: hostname-pid
+    shutdown_grace_s: float = 8.0  # Cloud Run allows 10 s after SIGTERM
+    chromium_path: str | None = None
+    allow_private_networks: bool = False
+    log_format: str = "json"  # json | text
+    health_host: str = "127.0.0.1"  # 0.0.0.0 in containers
+    port: int = 8080
+
+    def chromium(self) -> str | None:
+        """The Chromium to launch: the configured one, else a system one, else Playwright's."""
+        if self.chromium_path:
+            return self.chromium_path
+        for name in ("chromium", "chromium-browser", "google-chrome"):
+            found = shutil.which(name)
+            if found:
+                return found
+        return None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def load_settings(env: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    """Read TRAWL_* (and PORT) from ``env`` (default: os.environ over ./.env)."""
+    if env is None:
+        path = dotenv or Path(".env")
+        file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+        env = {**file_values, **os.environ}
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    values: dict[str, object] = {}
+    for field in Settings.__struct_fields__:
+        raw = get(env_name(field))
+        if raw is None:
+            continue
+        values[field] = _convert(field, raw)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def env_name(field: str) -> str:
+    """The environment variable a setting is read from."""
+    return "PORT" if field == "port" else f"TRAWL_{field.upper()}"
+
+
+def _convert(field: str, raw: str) -> object:
+    kind = Settings.__annotations__[field]
+    if kind == "bool":
+        return raw.strip().lower() in _TRUE
+    if kind in ("int", "float"):
+        try:
+            return int(raw) if kind == "int" else float(raw)
+        except ValueError:
+            noun = "an integer" if kind == "int" else "a number"
+            raise ValueError(f"{env_name(field)} must be {noun}, got {raw!r}") from None
+    return raw

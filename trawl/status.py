@@ -1,0 +1,143 @@
+"""What ``trawl status`` and ``trawl export`` read: an execution's counts and its export."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import time
+from collections.abc import AsyncIterator
+from typing import Any, TextIO
+
+import msgspec
+
+from backends.blobs import BlobNotFound, BlobStore
+from backends.errors import InvalidInputError
+from backends.state import Execution, Progress
+from trawl.settings import Settings
+from worker.completion import Completion
+from worker.paths import export_path
+
+FINAL = ("completed", "cancelled", "failed")
+_decoder = msgspec.json.Decoder()
+
+
+def report(execution: Execution, progress: Progress) -> dict[str, Any]:
+    """The status of an execution as the command prints it (and as JSON)."""
+    o = progress.by_outcome
+    return {
+        "execution_id": execution.id,
+        "workflow": execution.workflow,
+        "workflow_version": execution.workflow_version,
+        "status": execution.status,
+        "error": execution.error,
+        "pages": {
+            "published": progress.published,
+            "finished": progress.finished,
+            "succeeded": o.get("succeeded", 0),
+            "failed": o.get("failed", 0),
+            "filtered": o.get("filtered", 0),
+        },
+        "records": progress.records,
+        "by_phase": progress.by_phase,
+        "by_marker": progress.by_marker,
+        "failures_by_class": progress.failures_by_class,
+        "warnings": progress.warnings,
+    }
+
+
+async def status(
+    settings: Settings, execution_id: str, *, wait: bool = False, timeout_s: float = 0
+) -> dict[str, Any] | None:
+    """The execution's report; with ``wait``, once it has finished (or ``timeout_s``)."""
+    from trawl.distributed import make_blobs, open_state
+
+    async with open_state(settings) as state:
+        blobs = make_blobs(settings)
+        try:
+            deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+            while True:
+                execution = await state.get_execution(execution_id)
+                if execution is None:
+                    return None
+                progress = await state.progress(execution_id)
+                done = execution.status in FINAL
+                if done or not wait or (deadline is not None and time.monotonic() > deadline):
+                    return report(execution, progress)
+                if execution.status == "running" and progress.complete:
+                    # Every task finished but nobody completed it (its last worker died
+                    # between the two): complete it now, export included.
+                    await Completion(state, blobs).check(execution_id)
+                    continue
+                await asyncio.sleep(1.0)
+        finally:
+            await blobs.close()
+
+
+async def export_lines(settings: Settings, execution_id: str, fmt: str, out: TextIO) -> int:
+    """Write the export of a finished execution to ``out`` as JSONL or CSV; the count."""
+    from trawl.distributed import make_blobs, open_state
+
+    async with open_state(settings) as state:
+        execution = await state.get_execution(execution_id)
+    if execution is None:
+        raise InvalidInputError(f"no execution {execution_id}")
+    if execution.status not in FINAL:
+        raise InvalidInputError(
+            f"execution {execution_id} is {execution.status}: its export is written when it "
+            "finishes (trawl status --wait)"
+        )
+    blobs = make_blobs(settings)
+    try:
+        path = export_path("", execution_id)
+        if fmt == "csv":
+            columns: dict[str, None] = {}  # every column, in the order they first appear
+            async for record in records(blobs, path):
+                columns.update(dict.fromkeys(flatten(record)))
+            writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            count = 0
+            async for record in records(blobs, path):
+                writer.writerow(flatten(record))
+                count += 1
+            return count
+        count = 0
+        async for line in lines(blobs, path):
+            out.write(line.decode("utf-8") + "\n")
+            count += 1
+        return count
+    except BlobNotFound:
+        raise InvalidInputError(f"execution {execution_id} has no export") from None
+    finally:
+        await blobs.close()
+
+
+async def lines(blobs: BlobStore, path: str) -> AsyncIterator[bytes]:
+    """The lines of an object, read in chunks."""
+    rest = b""
+    async for chunk in blobs.iter_chunks(path):
+        rest += chunk
+        *complete, rest = rest.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if rest.strip():
+        yield rest
+
+
+async def records(blobs: BlobStore, path: str) -> AsyncIterator[dict[str, Any]]:
+    async for line in lines(blobs, path):
+        yield _decoder.decode(line)
+
+
+def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects as dotted columns (``data.specs.Volume``); lists as JSON text."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, list):
+            flat[name] = msgspec.json.encode(value).decode()
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,101 @@
+"""``trawl worker``: one stateless worker process of a distributed deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from backends.clock import SystemClock
+from backends.fetcher import Fetcher
+from trawl import logs
+from trawl.distributed import open_ports, worker_id
+from trawl.embedded import open_robots
+from trawl.settings import Settings
+from worker.assemble import Assembly, assemble
+from worker.fetchers.browser import BrowserFetcher
+from worker.fetchers.http import HttpFetcher
+from worker.fetchers.lazy import LazyFetcher
+from worker.service import Check, WorkerService, serve_health
+
+log = logging.getLogger("trawl.worker")
+
+# How often a worker re-checks the executions it works on for completion, in case the
+# worker whose flush finished the last task died before completing the execution.
+SWEEP_INTERVAL_S = 15.0
+DISTRIBUTED_INLINE_WAIT_S = 60.0
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Pull and run tasks until SIGTERM/SIGINT (or ``stop``), then drain and exit."""
+    logs.configure(settings.log_format)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    name = worker_id(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        ports = await stack.enter_async_context(open_ports(settings))
+        http = HttpFetcher()
+        await http.start()
+        stack.push_async_callback(http.close)
+        browser = LazyFetcher(lambda: BrowserFetcher(executable_path=settings.chromium()))
+        stack.push_async_callback(browser.close)
+        fetchers: dict[str, Fetcher] = {"http": http, "browser": browser}
+        robots = await stack.enter_async_context(open_robots())
+        parts = assemble(
+            ports,
+            fetchers=fetchers,
+            robots=robots,
+            clock=SystemClock(),
+            concurrency=settings.worker_concurrency,
+            worker_id=name,
+            # A Pub/Sub hand-back counts as a delivery attempt (and towards dead-lettering)
+            # and holds a flow-control slot while it waits: wait in place much longer.
+            max_inline_wait_s=DISTRIBUTED_INLINE_WAIT_S,
+        )
+        service = WorkerService(
+            parts.pipeline, grace_s=settings.shutdown_grace_s, checks=_checks(parts)
+        )
+        await stack.enter_async_context(serve_health(service, settings.health_host, settings.port))
+        sweeper = asyncio.create_task(_sweep(parts, stop))
+        log.info(
+            "worker started",
+            extra={"worker_id": name, "concurrency": settings.worker_concurrency},
+        )
+        try:
+            await service.run(stop)
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            calls = dict(getattr(ports.queue, "calls", {}))
+            log.info("worker stopped", extra={"worker_id": name, "pubsub_calls": calls})
+
+
+def _checks(parts: Assembly) -> dict[str, Check]:
+    state = parts.ports.state
+
+    async def postgres() -> None:
+        await state.get_execution("readyz-probe")
+
+    async def redis() -> None:
+        await parts.ports.seen.discard("readyz-probe", ["probe"])
+
+    return {"postgres": postgres, "redis": redis}
+
+
+async def _sweep(parts: Assembly, stop: asyncio.Event) -> None:
+    """Complete executions whose last task finished without completing them."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
+        for execution_id in parts.contexts.known():
+            try:
+                await parts.completion.check(execution_id)
+            except Exception as exc:  # a backend hiccup: the next sweep tries again
+                log.warning(
+                    "completion sweep failed: %s", exc, extra={"execution_id": execution_id}
+                )
