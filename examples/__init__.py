@@ -1,0 +1,1 @@
+"""Example workflows and the sites they crawl."""
