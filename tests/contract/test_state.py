@@ -1,0 +1,356 @@
+"""StateStore contract: workflow versions, execution status CAS, idempotent task counters."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+
+from backends.errors import InvalidInputError
+from backends.state import Execution, OutputObject, Progress, StateStore, TaskResult
+from tests.contract.conftest import Env
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def execution(
+    id: str, *, tenant: str = "default", workflow: str = "shop", at: datetime = T0
+) -> Execution:
+    return Execution(
+        id=id,
+        workflow=workflow,
+        workflow_version=1,
+        tenant=tenant,
+        created_at=at,
+        params={"max_pages": 10},
+    )
+
+
+def result(
+    key: str,
+    outcome: str = "succeeded",
+    *,
+    phase: str = "product",
+    marker: str | None = "product",
+    error_class: str | None = None,
+    records: int = 1,
+    warnings: dict[str, int] | None = None,
+) -> TaskResult:
+    return msgspec.convert(
+        {
+            "key": key,
+            "url": key,
+            "phase": phase,
+            "marker": marker,
+            "depth": 1,
+            "attempt": 1,
+            "outcome": outcome,
+            "error_class": error_class,
+            "error_message": f"{error_class} happened" if error_class else None,
+            "records": records if outcome == "succeeded" else 0,
+            "warnings": warnings or {},
+        },
+        TaskResult,
+    )
+
+
+# -- workflows
+
+
+async def test_each_put_is_a_new_version(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    assert await store.put_workflow("t1", "shop", "name: shop\n", '{"name":"shop"}') == 1
+    assert await store.put_workflow("t1", "shop", "name: shop # v2\n", '{"name":"shop"}') == 2
+    latest = await store.get_workflow("t1", "shop")
+    assert latest is not None
+    assert (latest.version, latest.source_text) == (2, "name: shop # v2\n")
+    assert latest.spec_json == '{"name":"shop"}'
+    assert latest.tenant == "t1" and latest.name == "shop"
+    first = await store.get_workflow("t1", "shop", version=1)
+    assert first is not None and first.source_text == "name: shop\n"
+    assert await store.get_workflow("t1", "shop", version=3) is None
+    assert await store.get_workflow("t1", "nope") is None
+
+
+async def test_tenants_do_not_see_each_others_workflows(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.put_workflow("t1", "shop", "a", "{}")
+    await store.put_workflow("t1", "blog", "b", "{}")
+    await store.put_workflow("t1", "blog", "b2", "{}")
+    await store.put_workflow("t2", "shop", "c", "{}")
+    listed = await store.list_workflows("t1")
+    assert [(w.name, w.version) for w in listed] == [("blog", 2), ("shop", 1)]
+    assert await store.get_workflow("t2", "blog") is None
+    assert [w.source_text for w in await store.list_workflows("t2")] == ["c"]
+    assert await store.list_workflows("t3") == []
+
+
+async def test_delete_workflow(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.put_workflow("t1", "shop", "a", "{}")
+    await store.put_workflow("t1", "shop", "b", "{}")
+    assert await store.delete_workflow("t1", "shop")
+    assert await store.get_workflow("t1", "shop") is None
+    assert await store.get_workflow("t1", "shop", version=1) is None
+    assert await store.list_workflows("t1") == []
+    assert not await store.delete_workflow("t1", "shop")
+    assert not await store.delete_workflow("t2", "never")
+    version = await store.put_workflow("t1", "shop", "c", "{}")
+    stored = await store.get_workflow("t1", "shop")
+    assert stored is not None and stored.version == version and stored.source_text == "c"
+
+
+# -- executions
+
+
+async def test_create_and_get_execution(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    got = await store.get_execution("ex-1")
+    assert got is not None
+    assert got.status == "pending"
+    assert got.started_at is None and got.finished_at is None
+    assert got.params == {"max_pages": 10}
+    assert got.created_at == T0
+    assert await store.get_execution("ex-2") is None
+    with pytest.raises(InvalidInputError):
+        await store.create_execution(execution("ex-1"))
+
+
+async def test_list_executions_newest_first_by_tenant(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    for i in range(5):
+        await store.create_execution(execution(f"ex-{i}", at=T0 + timedelta(minutes=i)))
+    await store.create_execution(execution("blog-1", workflow="blog", at=T0))
+    await store.create_execution(execution("other", tenant="t2"))
+    all_ids = [e.id for e in await store.list_executions("default")]
+    assert all_ids[:5] == ["ex-4", "ex-3", "ex-2", "ex-1", "ex-0"]
+    assert set(all_ids) == {"ex-0", "ex-1", "ex-2", "ex-3", "ex-4", "blog-1"}
+    page = await store.list_executions("default", workflow="shop", limit=2, offset=1)
+    assert [e.id for e in page] == ["ex-3", "ex-2"]
+    assert [e.id for e in await store.list_executions("default", workflow="blog")] == ["blog-1"]
+    assert [e.id for e in await store.list_executions("t2")] == ["other"]
+    assert await store.list_executions("t3") == []
+
+
+async def test_transition_is_compare_and_set(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    assert not await store.transition("ex-1", "completed", from_statuses={"running"})
+    assert await store.transition("ex-1", "running", from_statuses={"pending"})
+    running = await store.get_execution("ex-1")
+    assert running is not None and running.status == "running"
+    assert running.started_at is not None and running.finished_at is None
+
+    await state_env.advance(5.0)
+    # Two workers see the last task finish; one completes the execution.
+    outcomes = await asyncio.gather(
+        *(store.transition("ex-1", "completed", from_statuses={"running"}) for _ in range(5))
+    )
+    assert sorted(outcomes) == [False, False, False, False, True]
+    done = await store.get_execution("ex-1")
+    assert done is not None and done.status == "completed"
+    assert done.finished_at is not None and done.started_at is not None
+    assert done.finished_at >= done.started_at
+    assert done.started_at == running.started_at
+    assert not await store.transition("ex-1", "cancelled", from_statuses={"pending", "running"})
+    assert not await store.transition("nope", "running", from_statuses={"pending"})
+
+
+async def test_a_failed_execution_says_why(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    assert await store.transition(
+        "ex-1", "failed", from_statuses={"pending"}, error="workflow version 1 is gone"
+    )
+    failed = await store.get_execution("ex-1")
+    assert failed is not None
+    assert (failed.status, failed.error) == ("failed", "workflow version 1 is gone")
+    assert failed.started_at is None and failed.finished_at is not None
+
+
+# -- tasks and progress
+
+
+async def test_add_tasks_is_idempotent(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    assert await store.add_tasks("ex-1", ["a", "b", "a"]) == ["a", "b"]
+    # Registered but unfinished keys are handed back again: their publish may have failed.
+    assert await store.add_tasks("ex-1", ["b", "c"]) == ["b", "c"]
+    assert (await store.progress("ex-1")).published == 3
+    await store.finish_tasks("ex-1", [result("a")])
+    assert await store.add_tasks("ex-1", ["a", "d"]) == ["d"]  # a finished task stays done
+    assert (await store.progress("ex-1")).published == 4
+
+
+async def test_add_tasks_caps_the_total(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    assert await store.add_tasks("ex-1", ["a", "b"], max_total=3) == ["a", "b"]
+    assert await store.add_tasks("ex-1", ["c", "d", "e"], max_total=3) == ["c"]
+    assert await store.add_tasks("ex-1", ["b", "f"], max_total=3) == ["b"]
+    assert (await store.progress("ex-1")).published == 3
+
+
+async def test_the_cap_holds_across_concurrent_callers(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    batches = [[f"w{w}-{i}" for i in range(10)] for w in range(10)]
+    accepted = await asyncio.gather(
+        *(store.add_tasks("ex-1", batch, max_total=25) for batch in batches)
+    )
+    assert sum(len(a) for a in accepted) == 25
+    assert (await store.progress("ex-1")).published == 25
+
+
+async def test_remove_tasks_undoes_unfinished_registrations(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    await store.add_tasks("ex-1", ["a", "b", "c"])
+    await store.finish_tasks("ex-1", [result("a")])
+    assert await store.remove_tasks("ex-1", ["a", "b", "zzz"]) == 1
+    progress = await store.progress("ex-1")
+    assert (progress.published, progress.finished) == (2, 1)
+
+
+async def test_duplicate_finishes_do_not_change_counts(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    await store.add_tasks("ex-1", ["a", "b", "c"])
+    assert await store.finish_tasks("ex-1", [result("a"), result("b", "filtered")]) == 2
+    before = await store.progress("ex-1")
+    # A redelivered task finishes again, this time differently: the first finish stands.
+    assert await store.finish_tasks("ex-1", [result("a", "failed", error_class="timeout")]) == 0
+    assert await store.finish_tasks("ex-1", [result("b"), result("b")]) == 0
+    assert await store.progress("ex-1") == before
+    assert await store.failures("ex-1") == []
+    assert before.published == 3 and before.finished == 2
+    assert not await store.is_complete("ex-1")
+    assert await store.finish_tasks("ex-1", [result("c"), result("c")]) == 1
+    assert await store.is_complete("ex-1")
+
+
+async def test_concurrent_duplicate_finishes_count_once(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    keys = [f"k{i}" for i in range(50)]
+    await store.add_tasks("ex-1", keys)
+    counted = await asyncio.gather(
+        *(store.finish_tasks("ex-1", [result(k) for k in keys]) for _ in range(4))
+    )
+    assert sum(counted) == 50
+    progress = await store.progress("ex-1")
+    assert (progress.finished, progress.records) == (50, 50)
+
+
+async def test_progress_shapes(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    await store.add_tasks("ex-1", ["s", "l1", "l2", "p1", "p2", "p3", "x"])
+    await store.finish_tasks(
+        "ex-1",
+        [
+            result("s", phase="start", marker=None, records=0),
+            result("l1", phase="listing", marker="category", records=0),
+            result("l2", "failed", phase="listing", marker="category", error_class="timeout"),
+            result("p1", phase="product", warnings={"field_type": 2}),
+            result("p2", phase="product", warnings={"field_type": 1, "script": 1}),
+            result("p3", "failed", phase="product", error_class="http_404"),
+        ],
+    )
+    await store.finish_tasks("ex-1", [result("x", "filtered", phase="product", marker="page")])
+    assert await store.progress("ex-1") == Progress(
+        published=7,
+        finished=7,
+        by_outcome={"succeeded": 4, "failed": 2, "filtered": 1},
+        by_phase={
+            "start": {"succeeded": 1},
+            "listing": {"succeeded": 1, "failed": 1},
+            "product": {"succeeded": 2, "failed": 1, "filtered": 1},
+        },
+        by_marker={
+            "": {"succeeded": 1},
+            "category": {"succeeded": 1, "failed": 1},
+            "product": {"succeeded": 2, "failed": 1},
+            "page": {"filtered": 1},
+        },
+        failures_by_class={"timeout": 1, "http_404": 1},
+        warnings={"field_type": 3, "script": 1},
+        records=2,
+    )
+    assert await store.is_complete("ex-1")
+
+
+async def test_progress_is_a_snapshot(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    await store.add_tasks("ex-1", ["a", "b"])
+    await store.finish_tasks("ex-1", [result("a")])
+    snapshot = await store.progress("ex-1")
+    await store.finish_tasks("ex-1", [result("b")])
+    assert snapshot.finished == 1 and snapshot.by_outcome == {"succeeded": 1}
+
+
+async def test_completion_needs_something_published(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    assert await store.progress("ex-1") == Progress()
+    assert not await store.is_complete("ex-1")
+    assert await store.progress("unknown") == Progress()
+
+
+async def test_a_finish_for_an_unregistered_key_counts_as_published(
+    state_env: Env[StateStore],
+) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    await store.add_tasks("ex-1", ["a"])
+    assert await store.finish_tasks("ex-1", [result("stray")]) == 1
+    progress = await store.progress("ex-1")
+    assert (progress.published, progress.finished) == (2, 1)
+    assert await store.add_tasks("ex-1", ["stray"]) == []
+
+
+async def test_failures_newest_first(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    keys = [f"k{i}" for i in range(5)]
+    await store.add_tasks("ex-1", keys)
+    for key in keys:
+        await store.finish_tasks("ex-1", [result(key, "failed", error_class="http_500")])
+        await state_env.advance(1.0)
+    failures = await store.failures("ex-1", limit=3)
+    assert [f.key for f in failures] == ["k4", "k3", "k2"]
+    first = failures[0]
+    assert (first.url, first.phase, first.error_class) == ("k4", "product", "http_500")
+    assert (first.message, first.attempt) == ("http_500 happened", 1)
+    assert failures[0].at >= failures[1].at
+    assert len(await store.failures("ex-1")) == 5
+    assert await store.failures("unknown") == []
+
+
+# -- outputs
+
+
+async def test_output_manifest(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    part_b = OutputObject(
+        path="out/ex-1/parts/p/part-w-2.jsonl", size_bytes=10, records=1, kind="part"
+    )
+    part_a = OutputObject(
+        path="out/ex-1/parts/p/part-w-1.jsonl", size_bytes=20, records=2, kind="part"
+    )
+    export = OutputObject(
+        path="out/ex-1/export/records.jsonl", size_bytes=30, records=3, kind="export"
+    )
+    await store.add_output("ex-1", part_b)
+    await store.add_output("ex-1", part_a)
+    await store.add_output("ex-1", export)
+    bigger = msgspec.structs.replace(export, size_bytes=31)
+    await store.add_output("ex-1", bigger)  # rewritten export: one entry, the last
+    assert await store.outputs("ex-1") == [bigger, part_a, part_b]
+    assert await store.outputs("ex-2") == []

@@ -1,0 +1,105 @@
+"""A task handed back to wait for politeness has not been tried: it keeps all its retries.
+
+The queue's ``delivery_attempt`` counts every delivery, and a slow host (a low rate, a long
+Crawl-delay) hands tasks back several times before their first fetch. Those deliveries
+must not count against ``retries.max_attempts``, or a page that fails once under slow
+politeness would be given up without a single retry. Time is a FakeClock: no sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from backends.clock import FakeClock
+from backends.errors import RetryableError
+from backends.fetcher import Fetcher, FetchRequest
+from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
+from backends.state import Execution
+from backends.task import Task
+from nodes.page import Page
+from tests.crawling import make_workflow
+from worker.context import ExecutionCache, ExecutionContext
+from worker.frontier import Frontier
+from worker.process import TaskProcessor
+from worker.robots import RobotsCache
+
+
+class FailsOnceFetcher(Fetcher):
+    """Each URL answers 503 the first time, then a page."""
+
+    def __init__(self) -> None:
+        self.fetched: list[str] = []
+
+    @asynccontextmanager
+    async def open(self, request: FetchRequest) -> AsyncIterator[Page]:
+        first = request.url not in self.fetched
+        self.fetched.append(request.url)
+        if first:
+            raise RetryableError(f"HTTP 503 from {request.url}", error_class="http_5xx")
+        yield Page(url=request.url, html="<html><body><h1>ok</h1></body></html>")
+
+
+async def _no_robots(url: str, user_agent: str) -> tuple[int, str]:
+    raise AssertionError("robots.txt is off in this workflow")
+
+
+async def test_politeness_hand_backs_do_not_use_up_retries() -> None:
+    clock = FakeClock()
+    queue = MemoryTaskQueue(clock, ack_deadline_s=3600)
+    state = MemoryStateStore(clock)
+    workflow = make_workflow(
+        ["http://shop.test/"],
+        # One request every 10 s: a second task for the host waits longer than a worker
+        # waits in place, so it is handed back to the queue.
+        politeness={"requests_per_second": 0.1, "burst": 1, "respect_robots_txt": False},
+        retries={"max_attempts": 2, "backoff_s": 1.0},
+    )
+    execution = Execution(
+        id="e1", workflow=workflow.name, workflow_version=1, created_at=clock.wall()
+    )
+    contexts = ExecutionCache(state)
+    contexts.put(ExecutionContext.build(execution, workflow))
+    fetcher = FailsOnceFetcher()
+    processor = TaskProcessor(
+        contexts=contexts,
+        fetchers={"http": fetcher},
+        limiter=MemoryRateLimiter(clock),
+        robots=RobotsCache(_no_robots, clock),
+        frontier=Frontier(MemorySeenSet(), state, queue),
+        clock=clock,
+    )
+    await queue.publish(
+        [
+            Task(execution_id="e1", url=f"http://shop.test/{name}", depth=0, phase="page")
+            for name in ("first", "second")
+        ]
+    )
+
+    # "first" takes the host's permit (and fails once); "second" is handed back untried.
+    assert await processor.process(await queue.receive()) is None
+    second = await queue.receive()
+    assert await processor.process(second) is None
+    assert fetcher.fetched == ["http://shop.test/first"]
+
+    clock.advance(10.0)
+    # "first" is due again (after its 1 s backoff) and gets the permit; "second" waits.
+    first = await queue.receive()
+    assert first.task.url == "http://shop.test/first"
+    outcome = await processor.process(first)
+    assert outcome is not None
+    assert outcome.result.outcome == "succeeded"
+
+    clock.advance(10.0)
+    # "second": its second delivery but its first fetch, which fails. A retry is left.
+    second = await queue.receive()
+    assert second.task.url == "http://shop.test/second"
+    assert second.delivery_attempt == 2
+    assert await processor.process(second) is None, "the retry was used up by hand-backs"
+
+    clock.advance(10.0)
+    second = await queue.receive()
+    outcome = await processor.process(second)
+    assert outcome is not None
+    assert outcome.result.outcome == "succeeded"
+    assert fetcher.fetched.count("http://shop.test/second") == 2
