@@ -1,0 +1,1 @@
+"""Benchmarks: parsers, HTTP clients, and (elsewhere) crawl throughput."""
