@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench clean system services
+.PHONY: install test lint demo bench clean system test-system services
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ system:
 services: install
 	@$(BIN)/python -m tests.services up >/dev/null
 
-test: install system services
+test-system:
+	@bash scripts/ensure-system.sh tests
+
+test: install test-system services
 	$(BIN)/python -m pytest
 
 lint: install
@@ -34,7 +37,7 @@ lint: install
 demo: install system
 	$(BIN)/python -m examples.aqua.demo
 
-bench: install system
+bench: install test-system
 	$(BIN)/python -m bench.run
 
 clean:

@@ -1,15 +1,32 @@
 #!/usr/bin/env bash
-# Installs the system packages Trawl's browser engine and tests need, when they are missing.
-# Chromium comes from the distribution where we can use apt (root); otherwise Playwright's
-# own build is fetched with `playwright install chromium`.
+# Installs the system packages Trawl needs, when they are missing: Chromium for the browser
+# engine; with `tests`, also PgBouncer (the integration tests run it) and nginx (benchmarks
+# serve their site with it). Packages come from apt where we can use it (root); without
+# root, Chromium falls back to Playwright's own build (`playwright install chromium`).
 set -euo pipefail
-if [ -n "${TRAWL_CHROMIUM_PATH:-}" ] && [ -x "${TRAWL_CHROMIUM_PATH}" ]; then exit 0; fi
-if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi
+need=()
+have_chromium() {
+  { [ -n "${TRAWL_CHROMIUM_PATH:-}" ] && [ -x "${TRAWL_CHROMIUM_PATH}" ]; } ||
+    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+}
+have_chromium || need+=(chromium)
+if [ "${1:-}" = "tests" ]; then
+  command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing chromium with apt-get" >&2
+  echo "installing ${need[*]} with apt-get" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   exit 0
 fi
-echo "no system chromium and no root: installing Playwright's Chromium" >&2
-.venv/bin/python -m playwright install chromium
+if [[ " ${need[*]} " == *" chromium "* ]]; then
+  echo "no system chromium and no root: installing Playwright's Chromium" >&2
+  .venv/bin/python -m playwright install chromium
+fi
+rest=("${need[@]/chromium/}")
+if [ -n "${rest[*]// /}" ]; then
+  echo "missing system packages: ${rest[*]} (install them, e.g. apt-get install ${rest[*]})" >&2
+  exit 1
+fi
