@@ -171,6 +171,21 @@ class StateStore(abc.ABC):
         ``started_at`` on entering running, ``finished_at`` on entering a terminal status.
         False if the status did not match or the execution does not exist."""
 
+    @abc.abstractmethod
+    async def count_active_executions(self, tenant: str) -> int:
+        """How many of the tenant's executions are pending or running (the API caps it)."""
+
+    # -- API keys
+
+    @abc.abstractmethod
+    async def put_api_key(self, key_hash: str, tenant: str) -> None:
+        """Record a key by its hash (the key itself is never stored); InvalidInputError if
+        the hash exists."""
+
+    @abc.abstractmethod
+    async def tenant_for_key(self, key_hash: str) -> str | None:
+        """The tenant a key's hash belongs to, or None."""
+
     # -- tasks
 
     @abc.abstractmethod

@@ -57,6 +57,7 @@ class MemoryStateStore(StateStore):
         self._workflows: dict[tuple[str, str], _Workflow] = {}
         self._executions: dict[str, Execution] = {}
         self._tasks: dict[str, _Tasks] = {}
+        self._keys: dict[str, str] = {}
 
     # -- workflows
 
@@ -125,6 +126,21 @@ class MemoryStateStore(StateStore):
         ]
         matching.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return matching[offset : offset + limit]
+
+    async def count_active_executions(self, tenant: str) -> int:
+        return sum(
+            1
+            for e in self._executions.values()
+            if e.tenant == tenant and e.status not in TERMINAL_STATUSES
+        )
+
+    async def put_api_key(self, key_hash: str, tenant: str) -> None:
+        if key_hash in self._keys:
+            raise InvalidInputError("that API key exists")
+        self._keys[key_hash] = tenant
+
+    async def tenant_for_key(self, key_hash: str) -> str | None:
+        return self._keys.get(key_hash)
 
     async def transition(
         self,

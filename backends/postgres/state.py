@@ -169,6 +169,27 @@ class PostgresStateStore(StateStore):
         rows = await self._fetch(query, tenant, workflow, limit, offset)
         return [_execution(row) for row in rows]
 
+    async def count_active_executions(self, tenant: str) -> int:
+        query = (
+            "SELECT count(*) AS n FROM executions"
+            " WHERE tenant = $1 AND status IN ('pending', 'running')"
+        )
+        row = await self._fetchrow(query, tenant)
+        return int(row["n"]) if row is not None else 0
+
+    async def put_api_key(self, key_hash: str, tenant: str) -> None:
+        query = (
+            "INSERT INTO api_keys (key_hash, tenant, created_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (key_hash) DO NOTHING"
+        )
+        done = await self._execute(query, key_hash, tenant, self._clock.wall(), idempotent=False)
+        if done == "INSERT 0 0":
+            raise InvalidInputError("that API key exists")
+
+    async def tenant_for_key(self, key_hash: str) -> str | None:
+        row = await self._fetchrow("SELECT tenant FROM api_keys WHERE key_hash = $1", key_hash)
+        return None if row is None else str(row["tenant"])
+
     async def transition(
         self,
         execution_id: str,

@@ -171,6 +171,33 @@ async def test_a_failed_execution_says_why(state_env: Env[StateStore]) -> None:
     assert failed.started_at is None and failed.finished_at is not None
 
 
+async def test_active_executions_are_counted_per_tenant(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    for i in range(3):
+        await store.create_execution(execution(f"a-{i}", tenant="a"))
+    await store.create_execution(execution("b-0", tenant="b"))
+    await store.transition("a-0", "running", from_statuses={"pending"})
+    await store.transition("a-1", "cancelled", from_statuses={"pending"})
+    assert await store.count_active_executions("a") == 2
+    assert await store.count_active_executions("b") == 1
+    assert await store.count_active_executions("c") == 0
+
+
+# -- API keys
+
+
+async def test_api_keys_map_hashes_to_tenants(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.put_api_key("h1", "acme")
+    await store.put_api_key("h2", "globex")
+    assert await store.tenant_for_key("h1") == "acme"
+    assert await store.tenant_for_key("h2") == "globex"
+    assert await store.tenant_for_key("nope") is None
+    with pytest.raises(InvalidInputError, match="exists"):
+        await store.put_api_key("h1", "globex")
+    assert await store.tenant_for_key("h1") == "acme"
+
+
 # -- tasks and progress
 
 
