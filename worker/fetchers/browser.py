@@ -11,25 +11,51 @@ Chromium's memory grows over thousands of pages, so the browser is replaced ever
 ``restart_after_pages`` pages: new tasks go to a new browser while the old one finishes its
 pages in flight, then closes. A crashed tab or a dead browser is a RetryableError
 ``browser_crash``, and a browser that disconnected is relaunched for the next task.
+
+The SSRF guard: Chromium resolves names and follows redirects itself, and Playwright's
+request routing never sees a redirect's next hop (nor WebSockets, nor requests of other
+targets such as popups and workers), so a route handler cannot enforce it. When the guard
+can refuse anything, the fetcher runs ``GuardProxy``, a SOCKS5 proxy on 127.0.0.1, and
+launches Chromium with every connection (loopback included) going through it: the proxy
+resolves the host with the guard, refuses it if any address is refused, and connects
+only to the addresses it checked. Every request, every redirect hop, subresources,
+WebSockets and JavaScript navigations included, is checked after DNS resolution, and
+Chromium does no DNS lookup of its own that a rebinding answer could turn. A refused
+main document fails the fetch with BlockedAddressError; a refused subresource is just
+missing from the page. What is left: UDP (WebRTC is restricted to proxied traffic, QUIC is
+off), and the proxy's own lookup is the system resolver's, cached as it caches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Literal, cast
 
-from playwright.async_api import Browser, BrowserContext, Playwright, Route, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Playwright,
+    ProxySettings,
+    Route,
+    async_playwright,
+)
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page as PlaywrightPage
+from playwright.async_api import Request as PlaywrightRequest
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+from yarl import URL
 
 from backends.errors import PermanentError, RetryableError, TrawlError
 from backends.fetcher import Fetcher, FetchRequest
 from nodes.page import Page
 from worker.fetchers import classify
+from worker.netguard import BlockedAddressError, NetGuard
 
 _log = logging.getLogger(__name__)
 
@@ -59,6 +85,14 @@ _PERMANENT_NET_ERRORS = {
     "net::ERR_RESPONSE_HEADERS_TOO_BIG": "bad_response",
 }
 _TIMEOUT_NET_ERRORS = ("net::ERR_TIMED_OUT", "net::ERR_CONNECTION_TIMED_OUT")
+# How Chromium reports a connection the guard proxy did not make.
+_PROXY_NET_ERRORS = ("net::ERR_SOCKS_CONNECTION_FAILED", "net::ERR_PROXY_CONNECTION_FAILED")
+# With the guard proxy: every connection through it, loopback too (Chromium would go
+# direct to loopback otherwise), and no WebRTC UDP around it.
+_GUARDED_ARGS = (
+    "--proxy-bypass-list=<-loopback>",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+)
 _CRASH_MARKERS = ("crash", "has been closed", "Target closed", "Connection closed")
 
 
@@ -81,7 +115,7 @@ class _Browser:
 class _Tab:
     """A context with one tab, reused for up to ``pages_per_context`` tasks."""
 
-    __slots__ = ("context", "crashed", "handle", "key", "page", "uses")
+    __slots__ = ("context", "crashed", "failed_navigation", "handle", "key", "page", "uses")
 
     def __init__(
         self,
@@ -96,7 +130,18 @@ class _Tab:
         self.key = key
         self.uses = 0
         self.crashed = asyncio.Event()
+        # The URL of the last main-frame navigation request that failed (a redirect's hop,
+        # say), for the error of the fetch.
+        self.failed_navigation: str | None = None
         page.on("crash", lambda _: self.crashed.set())
+
+        # A plain function: Playwright keeps bookkeeping on handlers, which __slots__ refuse.
+        def request_failed(request: PlaywrightRequest) -> None:
+            with contextlib.suppress(PlaywrightError):  # a request with no frame
+                if request.is_navigation_request() and request.frame == page.main_frame:
+                    self.failed_navigation = request.url
+
+        page.on("requestfailed", request_failed)
 
 
 def _tab_key(
@@ -110,6 +155,176 @@ def _tab_key(
     )
 
 
+# SOCKS5 reply codes (RFC 1928 §6).
+_SOCKS_OK = 0
+_SOCKS_FAILURE = 1
+_SOCKS_NOT_ALLOWED = 2
+_SOCKS_HOST_UNREACHABLE = 4
+_SOCKS_REFUSED = 5
+_SOCKS_BAD_COMMAND = 7
+_SOCKS_BAD_ADDRESS_TYPE = 8
+
+
+class GuardProxy:
+    """A SOCKS5 proxy (RFC 1928: CONNECT, no authentication) on 127.0.0.1 that connects
+    only where ``guard`` allows: it resolves each requested host itself, refuses the host
+    when any of its addresses is refused, and connects to the addresses it checked. It
+    remembers why its last few connections failed, for the error of a failed navigation.
+    """
+
+    def __init__(
+        self,
+        guard: NetGuard,
+        *,
+        connect_timeout_s: float = 30.0,
+        handshake_timeout_s: float = 10.0,
+        remember: int = 256,
+    ) -> None:
+        self._guard = guard
+        self._connect_timeout_s = connect_timeout_s
+        self._handshake_timeout_s = handshake_timeout_s
+        self._remember = remember
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._failures: OrderedDict[tuple[str, int], Exception] = OrderedDict()
+        self.url = ""  # socks5://127.0.0.1:PORT once started
+
+    async def start(self) -> str:
+        """Listen on a free port of 127.0.0.1; the proxy's URL."""
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            port = self._server.sockets[0].getsockname()[1]
+            self.url = f"socks5://127.0.0.1:{port}"
+        return self.url
+
+    async def close(self) -> None:
+        """Stop listening and cut every connection still open."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+    def failure(self, url: str) -> Exception | None:
+        """Why the last connection to ``url``'s host and port failed, if it did:
+        BlockedAddressError for a refusal, an OSError otherwise."""
+        try:
+            parsed = URL(url)
+        except ValueError:
+            return None
+        return self._failures.get((parsed.raw_host or "", parsed.port or 0))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(self._handshake_timeout_s):
+                target = await _socks_request(reader, writer)
+            if target is None:
+                return
+            host, port = target
+            try:
+                upstream_reader, upstream = await self._connect(host, port)
+            except (BlockedAddressError, OSError) as exc:
+                self._note(host, port, exc)
+                writer.write(_socks_reply(_reply_code(exc)))
+                await writer.drain()
+                return
+            self._failures.pop((host, port), None)
+            writer.write(_socks_reply(_SOCKS_OK))
+            await writer.drain()
+            await asyncio.gather(_pipe(reader, upstream), _pipe(upstream_reader, writer))
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the client went away (or never spoke SOCKS): nothing to answer
+        finally:
+            if upstream is not None:
+                upstream.close()
+            writer.close()
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _connect(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        addresses = await self._guard.checked_addresses(host)
+        error: OSError = OSError(f"cannot connect to {host}:{port}")
+        for address in addresses:
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    return await asyncio.open_connection(address, port)
+            except OSError as exc:  # refused, unreachable, timed out: try the next address
+                error = exc
+        raise error
+
+    def _note(self, host: str, port: int, error: Exception) -> None:
+        self._failures[(host, port)] = error
+        self._failures.move_to_end((host, port))
+        while len(self._failures) > self._remember:
+            self._failures.popitem(last=False)
+
+
+async def _socks_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[str, int] | None:
+    """Read a SOCKS5 greeting and CONNECT request: the (host, port) asked for, or None
+    after answering a request this proxy does not serve."""
+    version, count = await reader.readexactly(2)
+    methods = await reader.readexactly(count)
+    if version != 5 or 0 not in methods:
+        writer.write(b"\x05\xff")  # no acceptable authentication method
+        return None
+    writer.write(b"\x05\x00")
+    version, command, _reserved, kind = await reader.readexactly(4)
+    if kind == 1:
+        host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
+    elif kind == 3:  # Chromium sends every host, IP literals too, as a name
+        length = (await reader.readexactly(1))[0]
+        host = (await reader.readexactly(length)).decode("ascii", errors="replace")
+    elif kind == 4:
+        host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
+    else:
+        writer.write(_socks_reply(_SOCKS_BAD_ADDRESS_TYPE))
+        return None
+    port = int.from_bytes(await reader.readexactly(2), "big")
+    if version != 5 or command != 1:
+        writer.write(_socks_reply(_SOCKS_BAD_COMMAND))
+        return None
+    return host, port
+
+
+def _socks_reply(code: int) -> bytes:
+    return bytes((5, code, 0, 1, 0, 0, 0, 0, 0, 0))  # bound address 0.0.0.0:0
+
+
+def _reply_code(error: Exception) -> int:
+    if isinstance(error, BlockedAddressError):
+        return _SOCKS_NOT_ALLOWED
+    if isinstance(error, ConnectionRefusedError):
+        return _SOCKS_REFUSED
+    if isinstance(error, OSError) and not isinstance(error, TimeoutError):
+        return _SOCKS_HOST_UNREACHABLE
+    return _SOCKS_FAILURE
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    """Copy ``source`` to ``sink`` until either side ends, then close ``sink``: closing one
+    direction's sink ends the other direction's read too."""
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    except OSError:
+        pass
+    finally:
+        sink.close()
+
+
 class BrowserFetcher(Fetcher):
     """Fetcher over headless Chromium.
 
@@ -117,7 +332,9 @@ class BrowserFetcher(Fetcher):
     build (``playwright install chromium``). ``max_contexts`` caps the tabs open at once,
     which is what bounds the browser's memory. ``pages_per_context`` is how many tasks a tab
     serves before its context is discarded. ``restart_after_pages`` replaces the browser
-    after that many pages.
+    after that many pages. ``guard`` decides which addresses Chromium may connect to
+    (default: all of them); a guard that can refuse anything puts a ``GuardProxy`` in
+    front of every connection of the browser.
     """
 
     def __init__(
@@ -129,6 +346,7 @@ class BrowserFetcher(Fetcher):
         pages_per_context: int = 8,
         launch_timeout_s: float = 60.0,
         extra_args: Iterable[str] = (),
+        guard: NetGuard | None = None,
     ) -> None:
         if restart_after_pages < 1:
             raise ValueError("restart_after_pages must be at least 1")
@@ -138,6 +356,10 @@ class BrowserFetcher(Fetcher):
         self._idle: list[_Tab] = []
         self._executable_path = executable_path
         self._args = [*CHROMIUM_ARGS, *extra_args]
+        self._proxy: GuardProxy | None = None
+        if guard is not None and guard.enforcing:
+            self._proxy = GuardProxy(guard)
+            self._args.extend(_GUARDED_ARGS)
         self._launch_timeout_s = launch_timeout_s
         self._restart_after_pages = restart_after_pages
         self._slots = asyncio.Semaphore(max_contexts)
@@ -152,12 +374,19 @@ class BrowserFetcher(Fetcher):
         """Start Playwright and launch the first browser (failing here, not on a task)."""
         if self._playwright is not None:
             return
-        self._playwright = await async_playwright().start()
+        if self._proxy is not None:
+            await self._proxy.start()
         try:
-            self._current = await self._launch()
+            self._playwright = await async_playwright().start()
+            try:
+                self._current = await self._launch()
+            except BaseException:
+                await self._playwright.stop()
+                self._playwright = None
+                raise
         except BaseException:
-            await self._playwright.stop()
-            self._playwright = None
+            if self._proxy is not None:
+                await self._proxy.close()
             raise
 
     async def close(self) -> None:
@@ -171,6 +400,8 @@ class BrowserFetcher(Fetcher):
         playwright, self._playwright = self._playwright, None
         if playwright is not None:
             await playwright.stop()
+        if self._proxy is not None:
+            await self._proxy.close()
 
     @asynccontextmanager
     async def open(self, request: FetchRequest) -> AsyncIterator[Page]:
@@ -182,6 +413,7 @@ class BrowserFetcher(Fetcher):
             try:
                 try:
                     tab = await self._tab(handle, request)
+                    tab.failed_navigation = None
                     html, status, headers = await asyncio.wait_for(
                         _load(tab.page, request), request.timeout_s
                     )
@@ -194,6 +426,9 @@ class BrowserFetcher(Fetcher):
                         raise _crash(request.url, "the page crashed") from exc
                     raise classify.timeout(request.url, request.timeout_s) from exc
                 except PlaywrightError as exc:
+                    refused = self._refusal(tab, request.url, exc)
+                    if refused is not None:
+                        raise refused from exc
                     crashed = tab is not None and tab.crashed.is_set()
                     raise _navigation_error(
                         exc, request.url, crashed or not handle.browser.is_connected()
@@ -211,6 +446,22 @@ class BrowserFetcher(Fetcher):
                 if tab is not None:
                     await self._return_tab(tab, healthy)
                 await self._checkin(handle)
+
+    def _refusal(self, tab: _Tab | None, url: str, exc: PlaywrightError) -> TrawlError | None:
+        """Why the guard proxy did not connect a failed navigation: BlockedAddressError
+        naming the refused hop, or the connection error it met; None when it was not that."""
+        message = exc.message or str(exc)
+        if self._proxy is None or not any(code in message for code in _PROXY_NET_ERRORS):
+            return None
+        hops = [tab.failed_navigation] if tab is not None and tab.failed_navigation else []
+        for hop in [*hops, url]:
+            failure = self._proxy.failure(hop)
+            if isinstance(failure, BlockedAddressError):
+                return failure.for_url(hop, None if hop == url else url)
+            if failure is not None:
+                where = "" if hop == url else f"{hop}: "
+                return classify.connection(url, f"{where}{type(failure).__name__}: {failure}")
+        return None
 
     async def _tab(self, handle: _Browser, request: FetchRequest) -> _Tab:
         """An idle tab of ``handle`` fit for ``request``, else a new context and tab."""
@@ -254,11 +505,13 @@ class BrowserFetcher(Fetcher):
 
     async def _launch(self) -> _Browser:
         assert self._playwright is not None, "BrowserFetcher.start() was not called"
+        proxy = ProxySettings(server=self._proxy.url) if self._proxy is not None else None
         browser = await self._playwright.chromium.launch(
             executable_path=self._executable_path,
             headless=True,
             args=self._args,
             timeout=self._launch_timeout_s * 1000,
+            proxy=proxy,
         )
         handle = _Browser(browser)
         self._browsers.add(handle)

@@ -4,23 +4,161 @@ One ClientSession (one connection pool, one DNS cache) serves every fetch of the
 the hot path does one request, one streamed read with a size cap, one decode, and builds
 the Page. Everything a response can mean is mapped to Retryable/PermanentError by
 ``classify`` so both engines report failures under the same classes.
+
+The SSRF guard (``worker.netguard``) is applied on every connection: host names through
+``GuardedResolver``, which hands aiohttp only addresses it has checked (so a DNS answer
+cannot change between the check and the connection), and IP-literal hosts, which aiohttp
+connects to without asking its resolver, by ``get_following_redirects`` before each request.
+That function follows redirects itself, one request per hop, so every hop's host goes
+through the same two checks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import aiohttp
-from multidict import CIMultiDictProxy
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.helpers import is_ip_address
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from backends.errors import PermanentError, RetryableError
 from backends.fetcher import Fetcher, FetchRequest
 from nodes.page import Page
 from worker.fetchers import classify
 from worker.fetchers.decode import decode_html
+from worker.netguard import BlockedAddressError, NetGuard, parse_address
 
 DEFAULT_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Not sent on to another origin after a redirect (as aiohttp and browsers do).
+_CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+
+
+class GuardedResolver(AbstractResolver):
+    """A resolver that refuses a host when ANY of its addresses is refused by ``guard``
+    and otherwise returns exactly the addresses it checked, which are the ones aiohttp
+    then connects to. ``inner`` does the lookup (default: aiohttp's)."""
+
+    def __init__(self, guard: NetGuard, inner: AbstractResolver | None = None) -> None:
+        self._guard = guard
+        self._inner = inner if inner is not None else aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            # BlockedAddressError is not an OSError: aiohttp lets it through unwrapped.
+            self._guard.check_address(host, result["host"])
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def guarded_connector(
+    guard: NetGuard, *, resolver: AbstractResolver | None = None, **options: Any
+) -> aiohttp.TCPConnector:
+    """A TCPConnector whose DNS answers go through ``guard`` (when it can refuse anything).
+    ``resolver`` replaces aiohttp's own lookup; ``options`` are TCPConnector's."""
+    if guard.enforcing:
+        resolver = GuardedResolver(guard, resolver)
+    return aiohttp.TCPConnector(resolver=resolver, **options)
+
+
+def _check_ip_literal(guard: NetGuard, url: URL) -> None:
+    """Refuse an IP-literal host, which aiohttp connects to without resolving."""
+    host = url.raw_host
+    if host is None or not is_ip_address(host):
+        return
+    if parse_address(host) is None:
+        # aiohttp refuses legacy numeric forms (127.1, 2130706433) itself; anything else
+        # that looks like an address to it and not to us is no URL we will fetch.
+        raise aiohttp.InvalidUrlClientError(url, f"{host} is not a valid IP address")
+    guard.check_address(host, host)
+
+
+def _redirect_target(current: URL, location: str) -> URL:
+    """Where a Location header sends a request for ``current`` (as aiohttp resolves it)."""
+    try:
+        target = URL(location)
+    except ValueError as exc:
+        raise aiohttp.InvalidUrlRedirectClientError(
+            location, "Server attempted redirecting to a location that does not look like a URL"
+        ) from exc
+    scheme = target.scheme
+    if scheme not in ("http", "https", ""):
+        raise aiohttp.NonHttpUrlRedirectClientError(location)
+    if not scheme or (scheme == current.scheme and target.raw_host is None):
+        # "/path", "path", "//host/path", and "http:/path" which browsers read as a path.
+        relative = URL(location[len(scheme) + 1 :]) if scheme else target
+        target = current.join(relative)
+    if not target.raw_host:
+        raise aiohttp.InvalidUrlRedirectClientError(location, "no host")
+    return target
+
+
+async def get_following_redirects(
+    session: aiohttp.ClientSession,
+    url: str,
+    guard: NetGuard,
+    *,
+    headers: Mapping[str, str],
+    timeout_s: float,
+    max_redirects: int,
+    client_timeout: aiohttp.ClientTimeout | None = None,
+) -> aiohttp.ClientResponse:
+    """GET ``url`` and follow up to ``max_redirects`` redirects, one request per hop, each
+    hop's host checked by ``guard``; the final response (the caller releases it).
+
+    Raises BlockedAddressError naming the refused hop, PermanentError ``redirect_loop``
+    past ``max_redirects``, TimeoutError when the hops together take over ``timeout_s``,
+    and aiohttp's errors as ``session.get`` does. ``client_timeout`` (total ``timeout_s``)
+    is the first hop's, for callers that keep one per value.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        target = URL(url)  # what session.get(url) would request
+    except ValueError as exc:
+        raise aiohttp.InvalidUrlClientError(url) from exc
+    hop_headers: Mapping[str, str] = headers
+    hop_timeout = client_timeout or aiohttp.ClientTimeout(total=timeout_s)
+    redirects = 0
+    while True:
+        try:
+            if guard.enforcing:
+                _check_ip_literal(guard, target)
+            resp = await session.get(
+                target, headers=hop_headers, timeout=hop_timeout, allow_redirects=False
+            )
+        except BlockedAddressError as exc:
+            raise exc.for_url(str(target), url if redirects else None) from exc
+        location = resp.headers.get("Location") if resp.status in _REDIRECT_STATUSES else None
+        if not location:  # a final response (a 3xx without Location is one too)
+            return resp
+        resp.release()
+        redirects += 1
+        if redirects > max_redirects:
+            raise classify.redirect_loop(url, f"more than {max_redirects}")
+        following = _redirect_target(target, location)
+        if following.origin() != target.origin():
+            stripped = CIMultiDict(hop_headers)
+            for name in _CREDENTIAL_HEADERS:
+                stripped.popall(name, None)
+            hop_headers = stripped
+        target = following
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError
+        hop_timeout = aiohttp.ClientTimeout(total=remaining)
 
 
 class HttpFetcher(Fetcher):
@@ -29,24 +167,27 @@ class HttpFetcher(Fetcher):
     ``limit`` caps open connections of the whole process (politeness caps them per host
     upstream); ``ttl_dns_cache_s`` keeps resolved names that long. Cookies are not kept:
     tasks of different executions share the session, and a crawl should not carry state
-    from one page to the next.
+    from one page to the next. ``guard`` decides which addresses may be connected to
+    (default: all of them); ``resolver`` replaces aiohttp's DNS lookup under it.
     """
 
     def __init__(
         self,
         *,
+        guard: NetGuard | None = None,
+        resolver: AbstractResolver | None = None,
         limit: int = 256,
         limit_per_host: int = 0,
         ttl_dns_cache_s: int = 300,
         max_redirects: int = 10,
         max_header_bytes: int = 16384,
     ) -> None:
+        self._guard = guard if guard is not None else NetGuard.allow_all()
+        self._resolver = resolver
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._ttl_dns_cache_s = ttl_dns_cache_s
         self._max_redirects = max_redirects
-        # aiohttp raises on reaching its limit, so it follows one fewer than it is given.
-        self._aiohttp_redirects = max_redirects + 1
         self._max_header_bytes = max_header_bytes
         self._session: aiohttp.ClientSession | None = None
         # ClientTimeout objects are immutable; fetches mostly share a handful of values.
@@ -56,7 +197,9 @@ class HttpFetcher(Fetcher):
         """Open the session; must run inside the event loop that will fetch."""
         if self._session is not None:
             return
-        connector = aiohttp.TCPConnector(
+        connector = guarded_connector(
+            self._guard,
+            resolver=self._resolver,
             limit=self._limit,
             limit_per_host=self._limit_per_host,
             ttl_dns_cache=self._ttl_dns_cache_s,
@@ -103,9 +246,16 @@ class HttpFetcher(Fetcher):
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            async with session.get(
-                url, headers=headers, timeout=timeout, max_redirects=self._aiohttp_redirects
-            ) as resp:
+            resp = await get_following_redirects(
+                session,
+                url,
+                self._guard,
+                headers=headers,
+                timeout_s=request.timeout_s,
+                max_redirects=self._max_redirects,
+                client_timeout=timeout,
+            )
+            async with resp:
                 status = resp.status
                 resp_headers = resp.headers
                 error = classify.status_error(status, url, resp_headers.get("Retry-After"))
@@ -117,8 +267,6 @@ class HttpFetcher(Fetcher):
                     raise error
                 body = await _read_capped(resp, request.max_body_bytes, url)
                 final_url = str(resp.url)
-        except aiohttp.TooManyRedirects as exc:
-            raise classify.redirect_loop(url, f"more than {self._max_redirects}") from exc
         except aiohttp.RedirectClientError as exc:  # Location is not an http(s) URL
             raise PermanentError(
                 f"{url} redirects to an unusable URL: {exc}", error_class="bad_redirect"
