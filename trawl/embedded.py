@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -14,32 +15,57 @@ import aiohttp
 from rich.console import Console
 
 from backends.clock import SystemClock
+from backends.errors import TrawlError
 from backends.fetcher import Fetcher
 from trawl.progress import ProgressDisplay, summary_table
 from trawl.settings import Settings
 from worker.embedded import RunResult, run_embedded
 from worker.fetchers.browser import BrowserFetcher
-from worker.fetchers.http import HttpFetcher
+from worker.fetchers.http import HttpFetcher, get_following_redirects, guarded_connector
+from worker.netguard import NetGuard
 from worker.robots import RobotsCache, RobotsFetch
 from workflows.spec import Workflow
+
+ALLOW_PRIVATE_ENV = "TRAWL_ALLOW_PRIVATE_NETWORKS"
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 def uses_browser(workflow: Workflow) -> bool:
     return any(workflow.engine_of(p) == "browser" for p in workflow.phases)
 
 
-def robots_fetch(session: aiohttp.ClientSession, timeout_s: float = 10.0) -> RobotsFetch:
-    """A robots.txt fetch over ``session``: (status, text), at most 512 KiB (RFC 9309)."""
+def embedded_guard(environ: Mapping[str, str] | None = None) -> NetGuard:
+    """The SSRF guard of ``trawl run`` and ``trawl preview``: on a user's own machine private
+    networks are allowed, unless TRAWL_ALLOW_PRIVATE_NETWORKS is set to a false value
+    (``0``, ``false``...) in the environment (default: os.environ)."""
+    raw = (os.environ if environ is None else environ).get(ALLOW_PRIVATE_ENV, "").strip()
+    return NetGuard(allow_private=not raw or raw.lower() in _TRUE)
+
+
+def robots_fetch(
+    session: aiohttp.ClientSession, timeout_s: float = 10.0, guard: NetGuard | None = None
+) -> RobotsFetch:
+    """A robots.txt fetch over ``session``: (status, text), at most 512 KiB (RFC 9309).
+    Redirects are followed hop by hop through ``guard`` (default: allow all); a refused
+    address is an OSError, so the robots.txt counts as unreachable."""
+    guard = guard if guard is not None else NetGuard.allow_all()
     timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def fetch(url: str, user_agent: str) -> tuple[int, str]:
         try:
-            async with session.get(
-                url, headers={"User-Agent": user_agent}, timeout=timeout
-            ) as resp:
+            resp = await get_following_redirects(
+                session,
+                url,
+                guard,
+                headers={"User-Agent": user_agent},
+                timeout_s=timeout_s,
+                max_redirects=10,
+                client_timeout=timeout,
+            )
+            async with resp:
                 body = await resp.content.read(512 * 1024)
                 return resp.status, body.decode("utf-8", errors="replace")
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TrawlError) as exc:
             raise OSError(str(exc)) from exc
 
     return fetch
@@ -47,31 +73,43 @@ def robots_fetch(session: aiohttp.ClientSession, timeout_s: float = 10.0) -> Rob
 
 @contextlib.asynccontextmanager
 async def open_fetchers(
-    workflow: Workflow, settings: Settings, *, browser_restart_after: int = 500
+    workflow: Workflow,
+    settings: Settings,
+    *,
+    guard: NetGuard | None = None,
+    browser_restart_after: int = 500,
 ) -> AsyncIterator[tuple[dict[str, Fetcher], RobotsCache]]:
-    """The fetchers a workflow needs (the browser only if a phase uses it) and robots.txt."""
+    """The fetchers a workflow needs (the browser only if a phase uses it) and robots.txt,
+    all behind ``guard``; None: ``embedded_guard()``, the policy of ``trawl run``."""
+    if guard is None:
+        guard = embedded_guard()
     async with contextlib.AsyncExitStack() as stack:
-        http = HttpFetcher()
+        http = HttpFetcher(guard=guard)
         await http.start()
         stack.push_async_callback(http.close)
         fetchers: dict[str, Fetcher] = {"http": http}
         if uses_browser(workflow):
             browser = BrowserFetcher(
-                executable_path=settings.chromium(), restart_after_pages=browser_restart_after
+                executable_path=settings.chromium(),
+                restart_after_pages=browser_restart_after,
+                guard=guard,
             )
             await browser.start()
             stack.push_async_callback(browser.close)
             fetchers["browser"] = browser
-        robots = await stack.enter_async_context(open_robots())
+        robots = await stack.enter_async_context(open_robots(guard))
         yield fetchers, robots
 
 
 @contextlib.asynccontextmanager
-async def open_robots() -> AsyncIterator[RobotsCache]:
-    """A robots.txt cache over its own HTTP session."""
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+async def open_robots(guard: NetGuard | None = None) -> AsyncIterator[RobotsCache]:
+    """A robots.txt cache over its own HTTP session, behind ``guard`` (default: allow all)."""
+    guard = guard if guard is not None else NetGuard.allow_all()
+    session = aiohttp.ClientSession(
+        connector=guarded_connector(guard), cookie_jar=aiohttp.DummyCookieJar()
+    )
     try:
-        yield RobotsCache(robots_fetch(session), SystemClock())
+        yield RobotsCache(robots_fetch(session, guard=guard), SystemClock())
     finally:
         await session.close()
 
