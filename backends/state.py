@@ -14,7 +14,7 @@ work is still being discovered.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -73,6 +73,17 @@ class TaskResult(_Record, frozen=True):
     error_message: str | None = None
     records: int = 0
     warnings: dict[str, int] = {}
+    funnel: dict[str, int] = {}  # "stage|phase|marker" -> count, see FUNNEL_STAGES
+
+
+# The crawl funnel, per target phase and marker: links the pages emitted (discovered), those
+# the scope, depth and transition rules admitted (in_scope), those not seen before and
+# published (new), then the pages fetched and the records extracted from them.
+FUNNEL_STAGES = ("discovered", "in_scope", "new", "fetched", "extracted")
+
+
+def funnel_key(stage: str, phase: str, marker: str | None) -> str:
+    return f"{stage}|{phase}|{marker or ''}"
 
 
 class Progress(_Record, frozen=True):
@@ -88,6 +99,7 @@ class Progress(_Record, frozen=True):
     failures_by_class: dict[str, int] = {}
     warnings: dict[str, int] = {}
     records: int = 0
+    funnel: dict[str, dict[str, int]] = {}  # "phase|marker" -> stage -> count
 
     @property
     def complete(self) -> bool:
@@ -233,3 +245,13 @@ class StateStore(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def nest_funnel(counts: Iterable[tuple[str, int]]) -> dict[str, dict[str, int]]:
+    """``stage|phase|marker`` counts as ``{"phase|marker": {stage: count}}``."""
+    nested: dict[str, dict[str, int]] = {}
+    for key, count in counts:
+        stage, _, row = key.partition("|")
+        if count:
+            nested.setdefault(row, {})[stage] = nested.get(row, {}).get(stage, 0) + count
+    return nested

@@ -87,8 +87,8 @@ async def run_embedded(
     completion.on_complete(lambda _id, _result: done.set())
 
     starts = [d for d in map(ctx.rules.start, workflow.start_urls) if isinstance(d, Admit)]
-    published = await frontier.publish(ctx, starts) if starts else 0
-    if published == 0:
+    published = await frontier.publish(ctx, starts) if starts else []
+    if not published:
         # Nothing to crawl (every start URL out of scope): complete at once, empty export.
         await completion.check(execution_id)
 

@@ -92,6 +92,7 @@ def _summary(
         "by_marker": progress.by_marker,
         "failures_by_class": progress.failures_by_class,
         "warnings": progress.warnings,
+        "funnel": progress.funnel,  # "phase|marker" -> discovered, in_scope, new, fetched, ...
     }
 
 

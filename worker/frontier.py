@@ -15,12 +15,13 @@ every key looks new; the StateStore still leaves out the finished ones.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 
 from backends.errors import RetryableError
 from backends.queue import TaskQueue
 from backends.seen import SeenSet
-from backends.state import StateStore
+from backends.state import StateStore, funnel_key
 from backends.task import Task
 from nodes.context import Link
 from worker.context import ExecutionContext
@@ -33,31 +34,44 @@ class Frontier:
         self._state = state
         self._queue = queue
 
-    async def admit(self, ctx: ExecutionContext, parent: Task, links: Sequence[Link]) -> int:
-        """Publish the new links of ``parent``'s page; returns how many were published."""
+    async def admit(
+        self, ctx: ExecutionContext, parent: Task, links: Sequence[Link]
+    ) -> Counter[str]:
+        """Publish the new links of ``parent``'s page; returns their funnel counts
+        (``funnel_key`` -> count: discovered, in scope, new), by the phase each goes to."""
+        funnel: Counter[str] = Counter()
         if not links:
-            return 0
+            return funnel
         rules = ctx.rules
         admits: dict[str, Admit] = {}
         for link in links:
             decision = rules.judge(parent.phase, link.url, link.marker, link.depth)
-            if isinstance(decision, Admit) and decision.url not in admits:
-                admits[decision.url] = decision
-        if not admits:
-            return 0
-        return await self.publish(ctx, list(admits.values()), parent=parent)
+            if isinstance(decision, Admit):
+                funnel[funnel_key("discovered", decision.phase, link.marker)] += 1
+                if decision.url not in admits:
+                    admits[decision.url] = decision
+                    funnel[funnel_key("in_scope", decision.phase, link.marker)] += 1
+            else:
+                target = rules.phase_for(parent.phase, link.marker, link.url, link.depth)
+                funnel[funnel_key("discovered", target, link.marker)] += 1
+        if admits:
+            published = await self.publish(ctx, list(admits.values()), parent=parent)
+            for task in published:
+                funnel[funnel_key("new", task.phase, task.marker)] += 1
+        return funnel
 
     async def publish(
         self, ctx: ExecutionContext, admits: Sequence[Admit], parent: Task | None = None
-    ) -> int:
-        """Dedupe ``admits`` against the seen-set and max_pages, then publish the rest."""
+    ) -> list[Task]:
+        """Dedupe ``admits`` against the seen-set and max_pages, then publish the rest;
+        returns the tasks published."""
         execution_id = ctx.execution.id
         keys = [a.url for a in admits]
         claimer = claim_token(parent.url if parent is not None else "")
         fresh = await self._seen.add_new(execution_id, keys, claimer=claimer)
         candidates = [a for a, is_new in zip(admits, fresh, strict=True) if is_new]
         if not candidates:
-            return 0
+            return []
         accepted = await self._state.add_tasks(
             execution_id, [a.url for a in candidates], max_total=ctx.workflow.max_pages
         )
@@ -76,7 +90,7 @@ class Frontier:
             if a.url in accepted_set
         ]
         if not tasks:
-            return 0
+            return []
         try:
             await self._queue.publish(tasks)
         except Exception as exc:
@@ -85,7 +99,7 @@ class Frontier:
             await self._state.remove_tasks(execution_id, urls)
             await self._seen.discard(execution_id, urls)
             raise RetryableError(f"publishing {len(tasks)} links failed: {exc}") from exc
-        return len(tasks)
+        return tasks
 
 
 def claim_token(parent_url: str) -> str:

@@ -21,7 +21,7 @@ from backends.errors import PermanentError, RetryableError
 from backends.fetcher import Fetcher
 from backends.queue import Delivery
 from backends.ratelimit import RateLimiter
-from backends.state import TaskResult
+from backends.state import TaskResult, funnel_key
 from nodes.chain import run_chain
 from nodes.context import NodeContext
 from nodes.script import ScriptEngineError
@@ -152,7 +152,8 @@ class TaskProcessor:
                 status = page.status
         finally:
             await self._limiter.release(key, grant.lease_id)
-        await self._frontier.admit(ctx, task, node_ctx.links)
+        funnel = await self._frontier.admit(ctx, task, node_ctx.links)
+        funnel[funnel_key("fetched", task.phase, task.marker)] += 1
         record = None
         if task.phase in ctx.record_phases:
             record = {
@@ -166,6 +167,7 @@ class TaskProcessor:
                 "fetched_at": fetched_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "data": node_ctx.data,
             }
+            funnel[funnel_key("extracted", task.phase, task.marker)] += 1
         result = TaskResult(
             key=task.url,
             url=task.url,
@@ -178,6 +180,7 @@ class TaskProcessor:
             error_message=None,
             records=1 if record is not None else 0,
             warnings=dict(node_ctx.warnings),
+            funnel=dict(funnel),
         )
         return Outcome(delivery, result, record)
 

@@ -24,6 +24,7 @@ from backends.state import (
     StateStore,
     StoredWorkflow,
     TaskResult,
+    nest_funnel,
 )
 
 
@@ -44,6 +45,7 @@ class _Tasks:
     by_marker: dict[str, Counter[str]] = field(default_factory=dict)
     failures_by_class: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
+    funnel: Counter[str] = field(default_factory=Counter)
     records: int = 0
     failures: list[Failure] = field(default_factory=list)
     outputs: dict[str, OutputObject] = field(default_factory=dict)
@@ -212,6 +214,7 @@ class MemoryStateStore(StateStore):
         tasks.by_marker.setdefault(result.marker or "", Counter())[outcome] += 1
         tasks.records += result.records
         tasks.warnings.update(result.warnings)
+        tasks.funnel.update(result.funnel)
         if outcome == "failed":
             error_class = result.error_class or "error"
             tasks.failures_by_class[error_class] += 1
@@ -240,6 +243,7 @@ class MemoryStateStore(StateStore):
             by_marker={marker: dict(c) for marker, c in tasks.by_marker.items()},
             failures_by_class=dict(tasks.failures_by_class),
             warnings=dict(tasks.warnings),
+            funnel=nest_funnel(tasks.funnel.items()),
             records=tasks.records,
         )
 

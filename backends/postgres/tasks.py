@@ -96,13 +96,14 @@ WITH batch AS (
         SELECT r.key, sha256(convert_to(r.key, 'UTF8')) AS hash, r.url, r.phase,
             coalesce(r.marker, '') AS marker, r.outcome, r.attempt,
             coalesce(r.error_class, 'error') AS error_class,
-            coalesce(r.error_message, '') AS message, r.records, r.warnings, r.ord
+            coalesce(r.error_message, '') AS message, r.records, r.warnings,
+            coalesce(r.funnel, '{}') AS funnel, r.ord
         FROM ROWS FROM (json_to_recordset($2::json) AS (
             key text, url text, phase text, marker text, outcome text, attempt int,
-            error_class text, error_message text, records bigint, warnings json
+            error_class text, error_message text, records bigint, warnings json, funnel json
         )) WITH ORDINALITY AS r(
             key, url, phase, marker, outcome, attempt, error_class, error_message, records,
-            warnings, ord
+            warnings, funnel, ord
         )
     ) AS r
     ORDER BY r.hash, r.ord
@@ -141,6 +142,9 @@ tallied AS (
         WHERE outcome = 'failed'
         UNION ALL SELECT 'warning', w.key, '', w.value::bigint
         FROM counted, json_each_text(counted.warnings) AS w
+        UNION ALL SELECT 'funnel', substr(f.key, strpos(f.key, '|') + 1),
+            split_part(f.key, '|', 1), f.value::bigint
+        FROM counted, json_each_text(counted.funnel) AS f
     ) AS d
     GROUP BY d.dimension, d.name, d.outcome
     ORDER BY d.dimension, d.name, d.outcome
@@ -220,7 +224,8 @@ async def progress(conn: Connection, execution_id: str) -> Progress:
     failures_by_class: dict[str, int] = {}
     warnings: dict[str, int] = {}
     flat = {"outcome": by_outcome, "failure_class": failures_by_class, "warning": warnings}
-    nested = {"phase": by_phase, "marker": by_marker}
+    funnel: dict[str, dict[str, int]] = {}
+    nested = {"phase": by_phase, "marker": by_marker, "funnel": funnel}
     for dimension, name, outcome, count in _counts_decoder.decode(row["counts"]):
         if dimension in nested:
             nested[dimension].setdefault(name, {})[outcome] = count
@@ -235,4 +240,5 @@ async def progress(conn: Connection, execution_id: str) -> Progress:
         failures_by_class=failures_by_class,
         warnings=warnings,
         records=row["records"],
+        funnel=funnel,
     )

@@ -311,6 +311,30 @@ async def test_progress_shapes(state_env: Env[StateStore]) -> None:
     assert await store.is_complete("ex-1")
 
 
+async def test_the_funnel_adds_up_per_phase_and_marker(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.add_tasks("ex-1", ["a", "b"])
+    first = msgspec.structs.replace(
+        result("a"),
+        funnel={
+            "discovered|product|product": 5,
+            "in_scope|product|product": 4,
+            "new|product|product": 3,
+            "discovered|listing|": 2,
+        },
+    )
+    second = msgspec.structs.replace(
+        result("b"), funnel={"new|product|product": 1, "fetched|product|product": 1}
+    )
+    await store.finish_tasks("ex-1", [first, second])
+    await store.finish_tasks("ex-1", [first])  # a redelivered duplicate counts nothing
+    progress = await store.progress("ex-1")
+    assert progress.funnel == {
+        "product|product": {"discovered": 5, "in_scope": 4, "new": 4, "fetched": 1},
+        "listing|": {"discovered": 2},
+    }
+
+
 async def test_progress_is_a_snapshot(state_env: Env[StateStore]) -> None:
     store = state_env.adapter
     await store.create_execution(execution("ex-1"))

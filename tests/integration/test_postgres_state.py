@@ -221,29 +221,29 @@ async def test_new_migrations_apply_in_order_and_a_failing_one_leaves_nothing(
 ) -> None:
     for migration in MIGRATIONS.iterdir():
         (tmp_path / migration.name).write_text(migration.read_text())
-    (tmp_path / "0003_third.sql").write_text("ALTER TABLE extra ADD COLUMN y int;")
-    (tmp_path / "0002_second.sql").write_text("CREATE TABLE extra (x int);")
+    (tmp_path / "0903_third.sql").write_text("ALTER TABLE extra ADD COLUMN y int;")
+    (tmp_path / "0902_second.sql").write_text("CREATE TABLE extra (x int);")
     assert await migrate(blank_database.dsn, directory=tmp_path) == [
         *VERSIONS,
-        "0002_second",
-        "0003_third",
+        "0902_second",
+        "0903_third",
     ]
 
-    (tmp_path / "0004_broken.sql").write_text("CREATE TABLE doomed (x int); SELECT 1 / 0;")
+    (tmp_path / "0904_broken.sql").write_text("CREATE TABLE doomed (x int); SELECT 1 / 0;")
     with pytest.raises(asyncpg.exceptions.DivisionByZeroError):
         await migrate(blank_database.dsn, directory=tmp_path)
     conn = await asyncpg.connect(blank_database.direct_dsn)
     try:
         assert await conn.fetchval("SELECT to_regclass('doomed')") is None
         assert not await conn.fetchval(
-            "SELECT count(*) FROM schema_migrations WHERE version = '0004_broken'"
+            "SELECT count(*) FROM schema_migrations WHERE version = '0904_broken'"
         )
     finally:
         await conn.close()
 
-    (tmp_path / "0004_broken.sql").unlink()
-    (tmp_path / "0002_second.sql").write_text("CREATE TABLE extra (x bigint);")
-    with pytest.raises(PermanentError, match=r"0002_second was applied .* with different SQL"):
+    (tmp_path / "0904_broken.sql").unlink()
+    (tmp_path / "0902_second.sql").write_text("CREATE TABLE extra (x bigint);")
+    with pytest.raises(PermanentError, match=r"0902_second was applied .* with different SQL"):
         await migrate(blank_database.dsn, directory=tmp_path)
 
 
