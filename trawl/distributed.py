@@ -12,11 +12,9 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import msgspec
 
-from backends.errors import InvalidInputError
 from backends.gcp.gcs import GcsBlobStore, make_storage_client
 from backends.gcp.pubsub import PubSubTaskQueue
 from backends.postgres import PostgresStateStore
@@ -24,12 +22,8 @@ from backends.redis import RedisRateLimiter, RedisSeenSet
 from backends.state import Execution, StateStore
 from trawl.settings import Settings
 from worker.assemble import Ports
-from worker.completion import Completion
-from worker.context import ExecutionContext
-from worker.frontier import Frontier
-from workflows.rules import Admit
+from worker.start import start_execution
 from workflows.spec import Workflow
-
 
 FLOW_CONTROL_FACTOR = 8
 
@@ -107,28 +101,7 @@ async def submit(
     source_text: str = "",
     params: dict[str, object] | None = None,
 ) -> Execution:
-    """Store ``workflow`` as a new version, create a running execution, publish its start
-    URLs. An execution whose start URLs are all out of scope completes at once."""
+    """Store ``workflow`` as a new version and start an execution of it."""
     spec_json = msgspec.json.encode(workflow).decode()
     version = await ports.state.put_workflow(tenant, workflow.name, source_text, spec_json)
-    execution = Execution(
-        id=uuid.uuid4().hex,
-        workflow=workflow.name,
-        workflow_version=version,
-        tenant=tenant,
-        status="pending",
-        created_at=datetime.now(UTC),
-        params=dict(params or {}),
-    )
-    await ports.state.create_execution(execution)
-    if not await ports.state.transition(execution.id, "running", from_statuses={"pending"}):
-        raise InvalidInputError(f"execution {execution.id} could not be started")
-    running = await ports.state.get_execution(execution.id)
-    assert running is not None
-    ctx = ExecutionContext.build(running, workflow)
-    starts = [d for d in map(ctx.rules.start, workflow.start_urls) if isinstance(d, Admit)]
-    frontier = Frontier(ports.seen, ports.state, ports.queue)
-    published = await frontier.publish(ctx, starts) if starts else 0
-    if published == 0:
-        await Completion(ports.state, ports.blobs).check(running.id)
-    return running
+    return await start_execution(ports, workflow, tenant=tenant, version=version, params=params)

@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 import csv
 import time
-from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
-import msgspec
-
-from backends.blobs import BlobNotFound, BlobStore
+from backends.blobs import BlobNotFound
 from backends.errors import InvalidInputError
 from backends.state import Execution, Progress
 from trawl.settings import Settings
 from worker.completion import Completion
+from worker.export_read import flatten, lines, records
 from worker.paths import export_path
 
 FINAL = ("completed", "cancelled", "failed")
-_decoder = msgspec.json.Decoder()
 
 
 def report(execution: Execution, progress: Progress) -> dict[str, Any]:
@@ -109,35 +106,3 @@ async def export_lines(settings: Settings, execution_id: str, fmt: str, out: Tex
         raise InvalidInputError(f"execution {execution_id} has no export") from None
     finally:
         await blobs.close()
-
-
-async def lines(blobs: BlobStore, path: str) -> AsyncIterator[bytes]:
-    """The lines of an object, read in chunks."""
-    rest = b""
-    async for chunk in blobs.iter_chunks(path):
-        rest += chunk
-        *complete, rest = rest.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield line
-    if rest.strip():
-        yield rest
-
-
-async def records(blobs: BlobStore, path: str) -> AsyncIterator[dict[str, Any]]:
-    async for line in lines(blobs, path):
-        yield _decoder.decode(line)
-
-
-def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested objects as dotted columns (``data.specs.Volume``); lists as JSON text."""
-    flat: dict[str, Any] = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        elif isinstance(value, list):
-            flat[name] = msgspec.json.encode(value).decode()
-        else:
-            flat[name] = value
-    return flat

@@ -17,6 +17,7 @@ from worker.assemble import Assembly, assemble
 from worker.fetchers.browser import BrowserFetcher
 from worker.fetchers.http import HttpFetcher
 from worker.fetchers.lazy import LazyFetcher
+from worker.netguard import NetGuard
 from worker.service import Check, WorkerService, serve_health
 
 log = logging.getLogger("trawl.worker")
@@ -24,6 +25,8 @@ log = logging.getLogger("trawl.worker")
 # How often a worker re-checks the executions it works on for completion, in case the
 # worker whose flush finished the last task died before completing the execution.
 SWEEP_INTERVAL_S = 15.0
+# How often a worker re-reads the status of the executions it works on, to see a cancel.
+STATUS_INTERVAL_S = 2.0
 DISTRIBUTED_INLINE_WAIT_S = 60.0
 
 
@@ -38,13 +41,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     name = worker_id(settings)
     async with contextlib.AsyncExitStack() as stack:
         ports = await stack.enter_async_context(open_ports(settings))
-        http = HttpFetcher()
+        # The SSRF guard: a deployment reaches private networks only when it says so.
+        guard = NetGuard(allow_private=settings.allow_private_networks)
+        http = HttpFetcher(guard=guard)
         await http.start()
         stack.push_async_callback(http.close)
-        browser = LazyFetcher(lambda: BrowserFetcher(executable_path=settings.chromium()))
+        browser = LazyFetcher(
+            lambda: BrowserFetcher(executable_path=settings.chromium(), guard=guard)
+        )
         stack.push_async_callback(browser.close)
         fetchers: dict[str, Fetcher] = {"http": http, "browser": browser}
-        robots = await stack.enter_async_context(open_robots())
+        robots = await stack.enter_async_context(open_robots(guard))
         parts = assemble(
             ports,
             fetchers=fetchers,
@@ -63,7 +70,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         sweeper = asyncio.create_task(_sweep(parts, stop))
         log.info(
             "worker started",
-            extra={"worker_id": name, "concurrency": settings.worker_concurrency},
+            extra={
+                "worker_id": name,
+                "concurrency": settings.worker_concurrency,
+                "allow_private_networks": settings.allow_private_networks,
+            },
         )
         try:
             await service.run(stop)
@@ -88,10 +99,21 @@ def _checks(parts: Assembly) -> dict[str, Check]:
 
 
 async def _sweep(parts: Assembly, stop: asyncio.Event) -> None:
-    """Complete executions whose last task finished without completing them."""
+    """See cancels every few seconds; complete executions whose last task finished
+    without completing them."""
+    loop = asyncio.get_running_loop()
+    next_sweep = loop.time() + SWEEP_INTERVAL_S
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
+            await asyncio.wait_for(stop.wait(), STATUS_INTERVAL_S)
+        for execution_id in parts.contexts.known():
+            try:
+                await parts.contexts.refresh_status(execution_id)
+            except Exception as exc:  # a backend hiccup: the next round tries again
+                log.warning("status refresh failed: %s", exc, extra={"execution_id": execution_id})
+        if loop.time() < next_sweep:
+            continue
+        next_sweep = loop.time() + SWEEP_INTERVAL_S
         for execution_id in parts.contexts.known():
             try:
                 await parts.completion.check(execution_id)

@@ -15,6 +15,7 @@ from backends.errors import PermanentError
 from backends.fetcher import FetchRequest
 from backends.ratelimit import RatePolicy
 from backends.state import Execution, StateStore
+from workflows import WorkflowInvalid, apply_overrides, validate_data
 from workflows.rules import CrawlRules
 from workflows.spec import Phase, Workflow
 
@@ -109,5 +110,24 @@ class ExecutionCache:
                 f"workflow {execution.workflow} v{execution.workflow_version} is gone",
                 error_class="no_workflow",
             )
-        workflow = msgspec.json.decode(stored.spec_json, type=Workflow)
-        return ExecutionContext.build(execution, workflow)
+        return ExecutionContext.build(execution, execution_workflow(execution, stored.spec_json))
+
+
+def execution_workflow(execution: Execution, spec_json: str) -> Workflow:
+    """The workflow an execution runs: its stored version with the execution's ``set``
+    overrides (``key=value`` strings, validated when the execution was started)."""
+    overrides = [str(o) for o in execution.params.get("set") or []]
+    try:
+        return with_overrides(spec_json, overrides)
+    except WorkflowInvalid as exc:
+        raise PermanentError(
+            f"execution {execution.id}: its overrides no longer apply: {exc}",
+            error_class="no_workflow",
+        ) from None
+
+
+def with_overrides(spec_json: str, overrides: list[str]) -> Workflow:
+    """A stored spec with ``key=value`` overrides; ``WorkflowInvalid`` if they do not fit."""
+    if not overrides:
+        return msgspec.json.decode(spec_json, type=Workflow)
+    return validate_data(apply_overrides(msgspec.json.decode(spec_json), overrides))

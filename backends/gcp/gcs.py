@@ -245,6 +245,11 @@ class GcsBlobStore(BlobStore):
         if self._owns_client:
             await asyncio.to_thread(self._client.close)
 
+    async def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists (what a setup job runs once)."""
+        self._bucket_ready = False
+        await self._ensure_bucket()
+
     # -- internals
 
     async def _ensure_bucket(self) -> None:

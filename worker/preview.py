@@ -1,0 +1,57 @@
+"""Preview: one phase of a workflow on one page, nothing enqueued or written.
+
+What ``trawl preview`` prints and ``POST /v1/preview`` returns: the record the phase makes
+of the page and each link it found, with the phase that link would go to or why it would be
+dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from backends.fetcher import Fetcher
+from backends.state import Execution
+from nodes.chain import run_chain
+from worker.context import ExecutionContext
+from workflows.rules import Admit, CrawlRules
+from workflows.spec import Workflow
+
+
+async def preview_page(
+    workflow: Workflow,
+    url: str,
+    phase_name: str,
+    depth: int,
+    fetchers: Mapping[str, Fetcher],
+) -> dict[str, Any]:
+    """The record and the judged links of ``phase_name`` run on ``url`` (canonical)."""
+    phase = workflow.phase(phase_name)
+    engine = workflow.engine_of(phase)
+    now = datetime.now(UTC)
+    execution = Execution(id="preview", workflow=workflow.name, workflow_version=0, created_at=now)
+    ctx = ExecutionContext.build(execution, workflow)
+    async with fetchers[engine].open(ctx.request(url)) as page:
+        node_ctx = await run_chain(phase.nodes, page, depth)
+        status = page.status
+    rules = CrawlRules(workflow)
+    links = []
+    for link in node_ctx.links:
+        decision = rules.judge(phase_name, link.url, link.marker, link.depth)
+        entry: dict[str, Any] = {"url": link.url, "marker": link.marker, "depth": link.depth}
+        if isinstance(decision, Admit):
+            entry["url"] = decision.url
+            entry["phase"] = decision.phase
+        else:
+            entry["dropped"] = str(decision)
+        links.append(entry)
+    return {
+        "url": url,
+        "phase": phase_name,
+        "engine": engine,
+        "status": status,
+        "record": node_ctx.data if workflow.has_records(phase) else None,
+        "warnings": dict(node_ctx.warnings),
+        "links": links,
+    }

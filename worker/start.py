@@ -1,0 +1,51 @@
+"""Starting an execution: create it, move it to running, publish its start URLs.
+
+Shared by ``trawl submit`` and the orchestrator's ``POST /v1/workflows/{name}/executions``,
+so both publish exactly the same first tasks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from backends.errors import InvalidInputError
+from backends.state import Execution
+from worker.assemble import Ports
+from worker.completion import Completion
+from worker.context import ExecutionContext
+from worker.frontier import Frontier
+from workflows.rules import Admit
+from workflows.spec import Workflow
+
+
+async def start_execution(
+    ports: Ports,
+    workflow: Workflow,
+    *,
+    tenant: str,
+    version: int,
+    params: dict[str, object] | None = None,
+) -> Execution:
+    """Run ``workflow`` (stored as ``version``, with ``params['set']`` already applied) as a
+    new execution. One whose start URLs are all out of scope completes at once."""
+    execution = Execution(
+        id=uuid.uuid4().hex,
+        workflow=workflow.name,
+        workflow_version=version,
+        tenant=tenant,
+        status="pending",
+        created_at=datetime.now(UTC),
+        params=dict(params or {}),
+    )
+    await ports.state.create_execution(execution)
+    if not await ports.state.transition(execution.id, "running", from_statuses={"pending"}):
+        raise InvalidInputError(f"execution {execution.id} could not be started")
+    running = await ports.state.get_execution(execution.id)
+    assert running is not None
+    ctx = ExecutionContext.build(running, workflow)
+    starts = [d for d in map(ctx.rules.start, workflow.start_urls) if isinstance(d, Admit)]
+    published = await Frontier(ports.seen, ports.state, ports.queue).publish(ctx, starts)
+    if not published:
+        await Completion(ports.state, ports.blobs).check(running.id)
+    return running
