@@ -1,4 +1,5 @@
-"""The distributed commands: ``migrate``, ``worker``, ``submit``, ``status``, ``export``.
+"""The distributed commands: ``migrate``, ``worker``, ``orchestrator``, ``keys``, ``submit``,
+``status``, ``export``.
 
 They read their settings from the environment (TRAWL_*, PUBSUB_EMULATOR_HOST,
 STORAGE_EMULATOR_HOST) and talk to the real backends. A backend that cannot be reached is
@@ -51,6 +52,28 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     p.set_defaults(handler=cmd_worker)
 
+    p = commands.add_parser(
+        "setup",
+        help="one-shot: migrate Postgres, create the Pub/Sub topics and subscriptions and "
+        "the GCS bucket, those that are missing",
+    )
+    p.add_argument("--no-bucket", action="store_true", help="leave the bucket alone")
+    p.set_defaults(handler=cmd_setup)
+
+    p = commands.add_parser(
+        "orchestrator",
+        help="serve the HTTP API (workflows, executions, exports, preview)",
+        description="The orchestrator. Settings from TRAWL_* variables; listens on "
+        "TRAWL_API_HOST:PORT; OpenAPI at /schema.",
+    )
+    p.set_defaults(handler=cmd_orchestrator)
+
+    p = commands.add_parser("keys", help="manage API keys")
+    keys = p.add_subparsers(title="keys commands", metavar="COMMAND", required=True)
+    k = keys.add_parser("create", help="create an API key for a tenant; printed once")
+    k.add_argument("--tenant", required=True, help="the tenant the key acts for")
+    k.set_defaults(handler=cmd_keys_create)
+
     p = commands.add_parser("submit", help="start an execution on the distributed backends")
     p.add_argument("workflow", metavar="WORKFLOW")
     p.add_argument("--tenant", default="default")
@@ -77,6 +100,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     applied = _run(lambda: migrate(settings.database_url))
     print("applied: " + ", ".join(applied) if applied else "schema up to date")
+    return EXIT_OK
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """What a deployment runs once before its processes start (compose's setup job)."""
+    from backends.postgres import migrate
+    from trawl.distributed import make_blobs, make_queue
+
+    settings = _settings()
+
+    async def main() -> list[str]:
+        done = [f"postgres: {', '.join(await migrate(settings.database_url)) or 'up to date'}"]
+        queue = make_queue(settings)
+        try:
+            await queue.ensure_resources()
+        finally:
+            await queue.close()
+        done.append(f"pubsub: {settings.pubsub_topic} -> {settings.pubsub_subscription}")
+        if not args.no_bucket:
+            blobs = make_blobs(settings)
+            try:
+                await blobs.ensure_bucket()
+            finally:
+                await blobs.close()
+            done.append(f"gcs: bucket {settings.gcs_bucket}")
+        return done
+
+    for line in _run(main):
+        print(line)
     return EXIT_OK
 
 
@@ -150,4 +202,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _run(lambda: run_worker(settings))
+    return EXIT_OK
+
+
+def cmd_orchestrator(args: argparse.Namespace) -> int:
+    from trawl.orchestrator_main import run_orchestrator
+
+    settings = _settings()
+    _run(lambda: run_orchestrator(settings))
+    return EXIT_OK
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from trawl.orchestrator_main import new_key
+
+    tenant = args.tenant.strip()
+    if not tenant:
+        raise CommandError("--tenant must not be empty")
+    settings = _settings()
+    key = _run(lambda: new_key(settings, tenant))
+    print(key)
+    print(f"API key for tenant {tenant!r}; it is not shown again, store it now", file=sys.stderr)
     return EXIT_OK

@@ -36,6 +36,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: str = "json"  # json | text
     health_host: str = "127.0.0.1"  # 0.0.0.0 in containers
     port: int = 8080
+    api_host: str = "127.0.0.1"  # the orchestrator's bind address; 0.0.0.0 in containers
+    max_request_bytes: int = 1024 * 1024  # a workflow body or preview request, at most
+    max_running_executions: int = 10  # per tenant: pending or running at once
 
     def chromium(self) -> str | None:
         """The Chromium to launch: the configured one, else a system one, else Playwright's."""

@@ -1,0 +1,74 @@
+"""The Litestar application: routes, dependencies, error handlers, OpenAPI at ``/schema``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from orchestrator.allow import allow_header
+from orchestrator.auth import tenant_of
+from orchestrator.errors import HANDLERS
+from orchestrator.executions_api import ExecutionsController, StartController
+from orchestrator.exports_api import ExportsController
+from orchestrator.health_api import healthz, readyz
+from orchestrator.preview_api import PreviewController
+from orchestrator.services import Services
+from orchestrator.workflows_api import WorkflowsController
+from workflows.version import __version__
+
+SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
+AUTHENTICATED = (
+    WorkflowsController,
+    StartController,
+    ExecutionsController,
+    ExportsController,
+    PreviewController,
+)
+
+
+def create_app(services: Services) -> Litestar:
+    """The API over ``services``; the caller owns their lifecycle."""
+
+    async def tenant(request: Request[Any, Any, Any]) -> str:
+        return await tenant_of(request, services.ports.state)
+
+    def provide_services() -> Services:
+        return services
+
+    for controller in AUTHENTICATED:
+        controller.security = SECURITY
+    app = Litestar(
+        middleware=[allow_header],
+        route_handlers=[*AUTHENTICATED, healthz, readyz],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "tenant": Provide(tenant),
+        },
+        exception_handlers=HANDLERS,
+        request_max_body_size=services.limits.max_request_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Trawl orchestrator",
+            version=__version__,
+            description="Workflows, executions, exports and preview. Every /v1 route takes "
+            "`Authorization: Bearer <key>` (`trawl keys create --tenant NAME`).",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(
+                        type="http", scheme="bearer", description="A Trawl API key"
+                    )
+                }
+            ),
+        ),
+    )
+    # Request bodies with unknown fields are refused (msgspec's forbid_unknown_fields);
+    # say so in the schema.
+    schemas = app.openapi_schema.components.schemas or {}
+    for name in ("StartRequest", "PreviewRequest"):
+        if name in schemas:
+            schemas[name].additional_properties = False
+    return app

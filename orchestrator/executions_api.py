@@ -1,0 +1,230 @@
+"""Executions: start one of a workflow, watch it (also as server-sent events), cancel it.
+
+Starting publishes the start URLs (after the SSRF guard) exactly as ``trawl submit`` does.
+Cancelling stops workers from taking its tasks (they re-read its status every few seconds;
+tasks in flight finish or are dropped) and writes the export of what was done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.exceptions import NotFoundException, TooManyRequestsException
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from backends.errors import TrawlError
+from backends.state import FUNNEL_STAGES, TERMINAL_STATUSES, Execution, Progress
+from orchestrator.errors import COMMON, Conflict, TooLarge, Unprocessable
+from orchestrator.models import (
+    ErrorCount,
+    ExecutionOut,
+    ExecutionSummary,
+    FunnelRow,
+    Pages,
+    StartRequest,
+)
+from orchestrator.services import ServicesDep, Tenant
+from worker.completion import Completion
+from worker.context import with_overrides
+from worker.start import start_execution
+from workflows import Problem, WorkflowInvalid
+
+TOP_ERRORS = 5
+
+
+def execution_out(execution: Execution, progress: Progress) -> ExecutionOut:
+    o = progress.by_outcome
+    errors = sorted(progress.failures_by_class.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ExecutionOut(
+        id=execution.id,
+        workflow=execution.workflow,
+        workflow_version=execution.workflow_version,
+        status=execution.status,
+        created_at=execution.created_at,
+        started_at=execution.started_at,
+        finished_at=execution.finished_at,
+        error=execution.error,
+        overrides=[str(s) for s in execution.params.get("set") or []],
+        pages=Pages(
+            published=progress.published,
+            finished=progress.finished,
+            succeeded=o.get("succeeded", 0),
+            failed=o.get("failed", 0),
+            filtered=o.get("filtered", 0),
+        ),
+        records=progress.records,
+        pages_per_second=rate(execution, progress),
+        by_phase=progress.by_phase,
+        by_marker=progress.by_marker,
+        top_errors=[ErrorCount(error_class=k, count=v) for k, v in errors[:TOP_ERRORS]],
+        warnings=progress.warnings,
+        funnel=funnel_rows(progress),
+    )
+
+
+def funnel_rows(progress: Progress) -> list[FunnelRow]:
+    rows = []
+    for key, stages in sorted(progress.funnel.items()):
+        phase, _, marker = key.partition("|")
+        counts = {s: stages.get(s, 0) for s in FUNNEL_STAGES}
+        rows.append(FunnelRow(phase=phase, marker=marker or None, **counts))
+    return rows
+
+
+def rate(execution: Execution, progress: Progress) -> float:
+    """Pages finished per second since the execution started (until it finished)."""
+    if execution.started_at is None:
+        return 0.0
+    end = execution.finished_at or datetime.now(UTC)
+    seconds = (end - execution.started_at).total_seconds()
+    return round(progress.finished / seconds, 2) if seconds > 0 else 0.0
+
+
+async def owned(services: ServicesDep, tenant: Tenant, execution_id: str) -> Execution:
+    """The tenant's execution; 404 for a missing one and for another tenant's alike."""
+    execution = await services.ports.state.get_execution(execution_id)
+    if execution is None or execution.tenant != tenant:
+        raise NotFoundException(detail=f"no execution {execution_id!r}")
+    return execution
+
+
+class StartController(Controller):
+    path = "/v1/workflows/{name:str}/executions"
+    tags = ["executions"]
+
+    @post(
+        "/",
+        status_code=202,
+        raises=[*COMMON, TooLarge, Unprocessable, TooManyRequestsException],
+    )
+    async def start(
+        self,
+        name: FromPath[str],
+        services: ServicesDep,
+        tenant: Tenant,
+        data: JSONBody[StartRequest | None] = None,
+    ) -> ExecutionOut:
+        """Start the latest version, with ``set`` overrides; 202 once its start URLs are
+        published. 429 when the tenant already has its cap of executions running."""
+        state = services.ports.state
+        stored = await state.get_workflow(tenant, name)
+        if stored is None:
+            raise NotFoundException(detail=f"no workflow {name!r}")
+        overrides = list(data.set) if data is not None else []
+        params: dict[str, object] = {"set": overrides} if overrides else {}
+        workflow = with_overrides(stored.spec_json, overrides)  # WorkflowInvalid: a 422
+        await check_start_urls(services, workflow.start_urls)
+        cap = services.limits.max_running_executions
+        if await state.count_active_executions(tenant) >= cap:
+            raise TooManyRequestsException(
+                detail=f"{cap} executions are already running for this tenant; wait for one "
+                "to finish or cancel one"
+            )
+        execution = await start_execution(
+            services.ports, workflow, tenant=tenant, version=stored.version, params=params
+        )
+        return execution_out(execution, await state.progress(execution.id))
+
+    @get("/", raises=COMMON)
+    async def list_executions(
+        self,
+        name: FromPath[str],
+        services: ServicesDep,
+        tenant: Tenant,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
+    ) -> list[ExecutionSummary]:
+        """The workflow's executions, newest first."""
+        found = await services.ports.state.list_executions(
+            tenant, workflow=name, limit=limit, offset=offset
+        )
+        return [
+            ExecutionSummary(
+                id=e.id,
+                workflow=e.workflow,
+                workflow_version=e.workflow_version,
+                status=e.status,
+                created_at=e.created_at,
+                finished_at=e.finished_at,
+            )
+            for e in found
+        ]
+
+
+async def check_start_urls(services: ServicesDep, urls: list[str]) -> None:
+    problems = []
+    for i, url in enumerate(urls):
+        try:
+            await services.guard.check_url(url)
+        except TrawlError as exc:
+            problems.append(Problem(f"start_urls[{i}]", str(exc)))
+    if problems:
+        raise WorkflowInvalid(problems)
+
+
+class ExecutionsController(Controller):
+    path = "/v1/executions/{execution_id:str}"
+    tags = ["executions"]
+
+    @get("/", raises=COMMON)
+    async def get_execution(
+        self, execution_id: FromPath[str], services: ServicesDep, tenant: Tenant
+    ) -> ExecutionOut:
+        """Status, counters per phase and marker, pages per second, top error classes."""
+        execution = await owned(services, tenant, execution_id)
+        return execution_out(execution, await services.ports.state.progress(execution_id))
+
+    @post("/cancel", status_code=202, raises=[*COMMON, Conflict])
+    async def cancel(
+        self, execution_id: FromPath[str], services: ServicesDep, tenant: Tenant
+    ) -> ExecutionOut:
+        """Stop it: workers drop its remaining tasks; the export holds what was done."""
+        execution = await owned(services, tenant, execution_id)
+        state = services.ports.state
+        moved = await state.transition(
+            execution_id, "cancelled", from_statuses={"pending", "running"}
+        )
+        if not moved:
+            current = await state.get_execution(execution_id) or execution
+            raise Conflict(detail=f"execution {execution_id} is already {current.status}")
+        await Completion(state, services.ports.blobs).finalize(execution_id)
+        cancelled = await owned(services, tenant, execution_id)
+        return execution_out(cancelled, await state.progress(execution_id))
+
+    @get("/events", raises=COMMON)
+    async def events(
+        self, execution_id: FromPath[str], services: ServicesDep, tenant: Tenant
+    ) -> ServerSentEvent:
+        """Progress as server-sent events: a ``progress`` event (the execution's JSON) when
+        it changes, until the execution ends; then an ``end`` event."""
+        await owned(services, tenant, execution_id)
+        return ServerSentEvent(progress_events(services, execution_id))
+
+
+async def progress_events(
+    services: ServicesDep, execution_id: str
+) -> AsyncIterator[ServerSentEventMessage]:
+    state = services.ports.state
+    last = b""
+    while True:
+        execution = await state.get_execution(execution_id)
+        if execution is None:
+            return
+        body = msgspec.json.encode(execution_out(execution, await state.progress(execution_id)))
+        if body != last:
+            last = body
+            yield ServerSentEventMessage(data=body.decode(), event="progress")
+        if execution.status in TERMINAL_STATUSES:
+            yield ServerSentEventMessage(data=execution.status, event="end")
+            return
+        await asyncio.sleep(services.limits.events_interval_s)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,39 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (its backends answer), unauthenticated."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Response, get
+
+from orchestrator.models import Health, Readiness
+from orchestrator.services import ServicesDep
+
+
+@get("/healthz", tags=["health"])
+async def healthz() -> Health:
+    """Alive: the process serves requests."""
+    return Health(status="ok")
+
+
+@get("/readyz", tags=["health"])
+async def readyz(services: ServicesDep) -> Response[Readiness]:
+    """Each backend answers within a short timeout; 503 names the ones that do not."""
+    names = list(services.checks)
+    timeout = services.limits.check_timeout_s
+
+    async def run(name: str) -> str | None:
+        try:
+            await asyncio.wait_for(services.checks[name](), timeout)
+        except TimeoutError:
+            return f"no answer within {timeout:g} s"
+        except Exception as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
+    results = await asyncio.gather(*(run(n) for n in names))
+    down = {n: r for n, r in zip(names, results, strict=True) if r is not None}
+    if down:
+        body = Readiness(status="unavailable", checked=names, down=down)
+        return Response(body, status_code=503)
+    return Response(Readiness(status="ready", checked=names), status_code=200)

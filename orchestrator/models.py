@@ -1,0 +1,135 @@
+"""The bodies the API takes and returns, as msgspec Structs (the OpenAPI schema comes from
+them). Unknown fields in a request are an error, as everywhere in Trawl."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class _Out(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class WorkflowSummary(_Out, frozen=True):
+    name: str
+    version: int
+    created_at: datetime
+
+
+class WorkflowOut(_Out, frozen=True):
+    name: str
+    version: int
+    created_at: datetime
+    source: str
+    spec: dict[str, Any]
+
+
+class StartRequest(_In, frozen=True):
+    """``set``: overrides as ``trawl run --set`` takes them, e.g. ``max_pages=100``."""
+
+    set: list[str] = []
+
+
+class Pages(_Out, frozen=True):
+    published: int
+    finished: int
+    succeeded: int
+    failed: int
+    filtered: int
+
+
+class ErrorCount(_Out, frozen=True):
+    error_class: str
+    count: int
+
+
+class FunnelRow(_Out, frozen=True):
+    """Links and pages of one target phase and marker, stage by stage."""
+
+    phase: str
+    marker: str | None
+    discovered: int = 0
+    in_scope: int = 0
+    new: int = 0
+    fetched: int = 0
+    extracted: int = 0
+
+
+class ExecutionOut(_Out, frozen=True):
+    id: str
+    workflow: str
+    workflow_version: int
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    overrides: list[str]
+    pages: Pages
+    records: int
+    pages_per_second: float
+    by_phase: dict[str, dict[str, int]]
+    by_marker: dict[str, dict[str, int]]
+    top_errors: list[ErrorCount]
+    warnings: dict[str, int]
+    funnel: list[FunnelRow]
+
+
+class ExecutionSummary(_Out, frozen=True):
+    id: str
+    workflow: str
+    workflow_version: int
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class OutputOut(_Out, frozen=True):
+    path: str
+    size_bytes: int
+    records: int
+    kind: str
+
+
+class PreviewRequest(_In, frozen=True):
+    """``workflow``: the document, as a JSON object or as YAML/JSON text."""
+
+    workflow: dict[str, Any] | str
+    url: str
+    phase: str | None = None
+    depth: int = 0
+
+
+class PreviewLink(_Out, frozen=True):
+    url: str
+    marker: str | None
+    depth: int
+    phase: str | None = None
+    dropped: str | None = None
+
+
+class PreviewOut(_Out, frozen=True):
+    url: str
+    phase: str
+    engine: str
+    status: int
+    record: dict[str, Any] | None
+    warnings: dict[str, int]
+    links: list[PreviewLink]
+
+
+class Health(_Out, frozen=True):
+    status: str
+
+
+class Readiness(_Out, frozen=True):
+    status: str
+    checked: list[str]
+    down: dict[str, str] = {}

@@ -1,0 +1,54 @@
+"""What the API handlers use: the ports, the settings that bound requests, the checks
+``/readyz`` runs and how preview fetches pages. Built by the composition root (``trawl
+orchestrator``) over the real adapters, or by tests over the memory ones."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from litestar.di import NamedDependency
+
+from backends.fetcher import Fetcher
+from worker.assemble import Ports
+from workflows.spec import Workflow
+
+Check = Callable[[], Awaitable[None]]
+
+
+class OpenFetchers(Protocol):
+    """Opens the fetchers a workflow needs for a preview; closed when the block ends."""
+
+    def __call__(
+        self, workflow: Workflow
+    ) -> contextlib.AbstractAsyncContextManager[Mapping[str, Fetcher]]: ...
+
+
+class UrlGuard(Protocol):
+    """Refuses URLs the deployment must not crawl (the SSRF guard)."""
+
+    async def check_url(self, url: str) -> None: ...
+
+
+@dataclass(slots=True)
+class Limits:
+    max_request_bytes: int = 1024 * 1024
+    max_running_executions: int = 10
+    events_interval_s: float = 1.0
+    check_timeout_s: float = 2.0
+
+
+@dataclass(slots=True)
+class Services:
+    ports: Ports
+    open_fetchers: OpenFetchers
+    guard: UrlGuard
+    limits: Limits = field(default_factory=Limits)
+    checks: dict[str, Check] = field(default_factory=dict)
+
+
+# How handlers ask for them (Litestar's dependency injection, by name).
+ServicesDep = NamedDependency[Services]
+Tenant = NamedDependency[str]
