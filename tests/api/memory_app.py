@@ -1,0 +1,72 @@
+"""The orchestrator over the memory adapters, as unit tests drive it (Litestar's test client
+over the real app; only the backends are in-process)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from litestar.testing import AsyncTestClient
+
+from backends.fetcher import Fetcher
+from backends.local import LocalBlobStore
+from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
+from orchestrator import Services, create_app
+from orchestrator.auth import create_key
+from orchestrator.services import Check, Limits, UrlGuard
+from trawl.embedded import open_fetchers
+from trawl.settings import Settings
+from worker.assemble import Ports
+from workflows.spec import Workflow
+
+
+@contextlib.asynccontextmanager
+async def preview_fetchers(workflow: Workflow) -> AsyncIterator[Mapping[str, Fetcher]]:
+    async with open_fetchers(workflow, Settings()) as (fetchers, _robots):
+        yield fetchers
+
+
+class AllowAll:
+    async def check_url(self, url: str) -> None:
+        return None
+
+
+@dataclass
+class Api:
+    client: AsyncTestClient  # type: ignore[type-arg]
+    services: Services
+    queue: MemoryTaskQueue
+
+    async def key(self, tenant: str) -> dict[str, str]:
+        """Headers with a new key of ``tenant``."""
+        key = await create_key(self.services.ports.state, tenant)
+        return {"Authorization": f"Bearer {key}"}
+
+
+@contextlib.asynccontextmanager
+async def memory_api(
+    tmp_path: Path,
+    *,
+    guard: UrlGuard | None = None,
+    limits: Limits | None = None,
+    checks: dict[str, Check] | None = None,
+) -> AsyncIterator[Api]:
+    queue = MemoryTaskQueue()
+    ports = Ports(
+        queue=queue,
+        seen=MemorySeenSet(),
+        limiter=MemoryRateLimiter(),
+        state=MemoryStateStore(),
+        blobs=LocalBlobStore(tmp_path / "blobs"),
+    )
+    services = Services(
+        ports=ports,
+        open_fetchers=preview_fetchers,
+        guard=guard or AllowAll(),
+        limits=limits or Limits(),
+        checks=checks or {},
+    )
+    async with AsyncTestClient(app=create_app(services)) as client:
+        yield Api(client, services, queue)
