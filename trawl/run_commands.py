@@ -15,7 +15,6 @@ import msgspec
 from backends.errors import TrawlError
 from trawl.cli_common import EXIT_OK, CommandError, add_set_argument, load_workflow_arg
 from workflows import Workflow
-from workflows.rules import Admit, CrawlRules
 from workflows.urls import BadUrl, canonicalize
 
 EXIT_INTERRUPTED = 130
@@ -134,48 +133,14 @@ async def preview(
     workflow: Workflow, url: str, phase_name: str, depth: int, settings: Any
 ) -> dict[str, Any]:
     """The record and the judged links of ``phase_name`` run on ``url``."""
-    from backends.state import Execution
-    from nodes.chain import run_chain
     from trawl.embedded import open_fetchers
-    from worker.context import ExecutionContext
+    from worker.preview import preview_page
 
-    phase = workflow.phase(phase_name)
-    engine = workflow.engine_of(phase)
-    one_phase = msgspec.structs.replace(workflow, phases=[phase], start_phase=None)
+    one_phase = msgspec.structs.replace(
+        workflow, phases=[workflow.phase(phase_name)], start_phase=None
+    )
     async with open_fetchers(one_phase, settings) as (fetchers, _robots):
-        ctx = ExecutionContext.build(
-            Execution(id="preview", workflow=workflow.name, workflow_version=0, created_at=_now()),
-            workflow,
-        )
-        async with fetchers[engine].open(ctx.request(url)) as page:
-            node_ctx = await run_chain(phase.nodes, page, depth)
-            status = page.status
-    rules = CrawlRules(workflow)
-    links = []
-    for link in node_ctx.links:
-        decision = rules.judge(phase_name, link.url, link.marker, link.depth)
-        entry: dict[str, Any] = {"url": link.url, "marker": link.marker, "depth": link.depth}
-        if isinstance(decision, Admit):
-            entry["url"] = decision.url
-            entry["phase"] = decision.phase
-        else:
-            entry["dropped"] = str(decision)
-        links.append(entry)
-    return {
-        "url": url,
-        "phase": phase_name,
-        "engine": engine,
-        "status": status,
-        "record": node_ctx.data if workflow.has_records(phase) else None,
-        "warnings": dict(node_ctx.warnings),
-        "links": links,
-    }
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
+        return await preview_page(workflow, url, phase_name, depth, fetchers)
 
 
 def write_stderr(message: str) -> None:

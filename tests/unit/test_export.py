@@ -21,9 +21,7 @@ def record(url: str, depth: int, title: str = "t") -> bytes:
 async def test_duplicates_keep_the_shallowest_copy_then_the_first(tmp_path: Path) -> None:
     blobs = LocalBlobStore(tmp_path)
     state = MemoryStateStore()
-    execution = Execution(
-        id="ex-1", workflow="w", workflow_version=1, created_at=datetime.now(UTC)
-    )
+    execution = Execution(id="ex-1", workflow="w", workflow_version=1, created_at=datetime.now(UTC))
     await state.create_execution(execution)
     # Worker a saw /x at depth 3 (after a lost seen-set); worker b at its true depth 2.
     await blobs.write(
