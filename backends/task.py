@@ -22,7 +22,8 @@ class Task(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
 
     ``url`` is canonical; ``parent`` is the URL of the page that linked here; ``attempt``
     counts retries the runtime chose to re-publish (not queue redeliveries, which the
-    Delivery reports); ``trace`` carries the W3C trace context across processes."""
+    Delivery reports); ``trace`` carries the W3C trace context across processes;
+    ``published_at`` (epoch seconds) when it was published."""
 
     execution_id: _NonEmpty
     url: _NonEmpty
@@ -32,6 +33,7 @@ class Task(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     parent: str | None = None
     attempt: _NonNegInt = 0
     trace: dict[str, str] = {}
+    published_at: float = 0.0  # epoch seconds, for the queue-lag metric
 
 
 def task_key(task: Task) -> str:

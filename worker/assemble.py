@@ -23,6 +23,7 @@ from worker.pipeline import Pipeline
 from worker.process import MAX_INLINE_WAIT_S, TaskProcessor
 from worker.robots import RobotsCache
 from worker.sink import Sink
+from worker.telemetry import Telemetry
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,6 +61,7 @@ def assemble(
     sink_delay_s: float = 0.5,
     drain_timeout_s: float | None = None,
     max_inline_wait_s: float = MAX_INLINE_WAIT_S,
+    telemetry: Telemetry | None = None,
 ) -> Assembly:
     """Wire receive → process → sink → ack over ``ports``; completion runs after each flush."""
     contexts = ExecutionCache(ports.state)
@@ -73,6 +75,7 @@ def assemble(
         frontier=frontier,
         clock=clock,
         max_inline_wait_s=max_inline_wait_s,
+        telemetry=telemetry,
     )
     sink = Sink(
         blobs=ports.blobs,

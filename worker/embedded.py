@@ -25,6 +25,7 @@ from worker.assemble import Ports, assemble
 from worker.context import ExecutionContext
 from worker.export import ExportResult
 from worker.robots import RobotsCache
+from worker.telemetry import Telemetry
 from workflows.rules import Admit
 from workflows.spec import Workflow
 
@@ -57,10 +58,12 @@ async def run_embedded(
     stop: asyncio.Event | None = None,
     on_progress: ProgressCallback | None = None,
     progress_interval_s: float = 0.5,
+    telemetry: Telemetry | None = None,
 ) -> RunResult:
     """Crawl ``workflow`` to completion (or until ``stop``), writing under ``out_dir``."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
+    telemetry = telemetry or Telemetry.create()
     state = MemoryStateStore()
     ports = Ports(
         queue=MemoryTaskQueue(clock, ack_deadline_s=3600.0),
@@ -79,6 +82,7 @@ async def run_embedded(
         concurrency=concurrency,
         worker_id=f"local-{os.getpid()}",
         drain_timeout_s=STOP_DRAIN_S,
+        telemetry=telemetry,
     )
     ctx = ExecutionContext.build(execution, workflow)
     parts.contexts.put(ctx)
@@ -87,7 +91,8 @@ async def run_embedded(
     completion.on_complete(lambda _id, _result: done.set())
 
     starts = [d for d in map(ctx.rules.start, workflow.start_urls) if isinstance(d, Admit)]
-    published = await frontier.publish(ctx, starts) if starts else []
+    with telemetry.execution_span(execution_id, workflow.name):
+        published = await frontier.publish(ctx, starts) if starts else []
     if not published:
         # Nothing to crawl (every start URL out of scope): complete at once, empty export.
         await completion.check(execution_id)

@@ -15,6 +15,7 @@ every key looks new; the StateStore still leaves out the finished ones.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from backends.state import StateStore, funnel_key
 from backends.task import Task
 from nodes.context import Link
 from worker.context import ExecutionContext
+from worker.telemetry import current_trace
 from workflows.rules import Admit
 
 
@@ -76,6 +78,9 @@ class Frontier:
             execution_id, [a.url for a in candidates], max_total=ctx.workflow.max_pages
         )
         accepted_set = set(accepted)
+        # The current span (the task's, or the execution's for start URLs) parents theirs.
+        trace = current_trace() or (parent.trace if parent is not None else {})
+        now = time.time()
         tasks = [
             Task(
                 execution_id=execution_id,
@@ -84,7 +89,8 @@ class Frontier:
                 phase=a.phase,
                 marker=a.marker,
                 parent=parent.url if parent is not None else None,
-                trace=parent.trace if parent is not None else {},
+                trace=trace,
+                published_at=now,
             )
             for a in candidates
             if a.url in accepted_set

@@ -8,6 +8,7 @@ an unexpected exception in a node is a recorded failure naming the exception, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import UTC
 from typing import Any
 
 import msgspec
+from opentelemetry.trace import Span, StatusCode
 
 from backends.clock import Clock
 from backends.errors import PermanentError, RetryableError
@@ -24,11 +26,14 @@ from backends.ratelimit import RateLimiter
 from backends.state import TaskResult, funnel_key
 from nodes.chain import run_chain
 from nodes.context import NodeContext
+from nodes.page import Page
 from nodes.script import ScriptEngineError
 from worker.context import ExecutionCache, ExecutionContext
 from worker.frontier import Frontier
 from worker.retry import backoff_delay
 from worker.robots import RobotsCache
+from worker.telemetry import EXECUTION_ID, Telemetry
+from workflows.spec import NodeSpec
 from workflows.urls import host_key
 
 log = logging.getLogger(__name__)
@@ -61,8 +66,10 @@ class TaskProcessor:
         frontier: Frontier,
         clock: Clock,
         max_inline_wait_s: float = MAX_INLINE_WAIT_S,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._max_inline_wait_s = max_inline_wait_s
+        self._t = telemetry or Telemetry.create()
         self._contexts = contexts
         self._fetchers = fetchers
         self._limiter = limiter
@@ -82,10 +89,34 @@ class TaskProcessor:
 
     async def process(self, delivery: Delivery) -> Outcome | None:
         """Run one delivery; None when it was handed back to the queue for later."""
-        outcome = await self._process(delivery)
+        task = delivery.task
+        token = EXECUTION_ID.set(task.execution_id)
+        try:
+            with self._t.task_span(task) as span:
+                self._t.observe_lag(task)
+                outcome = await self._process(delivery)
+                self._observe(span, outcome)
+        finally:
+            EXECUTION_ID.reset(token)
         if outcome is not None:  # settled for good
-            self._handbacks.pop((delivery.task.execution_id, delivery.task.url), None)
+            self._handbacks.pop((task.execution_id, task.url), None)
         return outcome
+
+    def _observe(self, span: Span, outcome: Outcome | None) -> None:
+        if outcome is None:
+            span.set_attribute("trawl.outcome", "handed_back")
+            return
+        result = outcome.result
+        span.set_attribute("trawl.outcome", result.outcome)
+        if result.error_class:
+            span.set_attribute("error.type", result.error_class)
+        if result.outcome == "failed":
+            span.set_status(StatusCode.ERROR, result.error_message or result.error_class or "")
+        attributes = {"trawl.outcome": result.outcome, "trawl.phase": result.phase}
+        self._t.pages.add(1, attributes)
+        if result.records:
+            self._t.records.add(result.records, {"trawl.phase": result.phase})
+        self._t.count_funnel(result.funnel)
 
     async def _process(self, delivery: Delivery) -> Outcome | None:
         task = delivery.task
@@ -98,7 +129,8 @@ class TaskProcessor:
         workflow = ctx.workflow
         if workflow.politeness.respect_robots_txt:
             try:
-                allowed = await self._robots.allowed(task.url, workflow.fetch.user_agent)
+                with self._t.stage("robots"):
+                    allowed = await self._robots.allowed(task.url, workflow.fetch.user_agent)
             except Exception as exc:  # a robots.txt we cannot read never blocks the crawl
                 log.warning("robots.txt check failed for %s: %s", task.url, exc)
                 allowed = True
@@ -134,25 +166,36 @@ class TaskProcessor:
             crawl_delay = await self._robots.crawl_delay(task.url, ctx.workflow.fetch.user_agent)
             if crawl_delay and crawl_delay > policy.min_interval_s:
                 policy = msgspec.structs.replace(policy, min_interval_s=crawl_delay)
-        while True:
-            grant = await self._limiter.acquire(key, policy)
-            if grant.granted:
-                break
-            if self._stopping.is_set():
-                await self._hand_back(delivery, 0.0)
-                return None
-            if grant.retry_after_s > self._max_inline_wait_s:
-                await self._hand_back(delivery, grant.retry_after_s)
-                return None
-            await self._pause(grant.retry_after_s)
+        with self._t.stage("politeness"):
+            while True:
+                grant = await self._limiter.acquire(key, policy)
+                if grant.granted:
+                    break
+                if self._stopping.is_set():
+                    await self._hand_back(delivery, 0.0)
+                    return None
+                if grant.retry_after_s > self._max_inline_wait_s:
+                    await self._hand_back(delivery, grant.retry_after_s)
+                    return None
+                await self._pause(grant.retry_after_s)
         fetched_at = self._clock.wall()
         try:
-            async with self._fetchers[engine].open(ctx.request(task.url)) as page:
-                node_ctx: NodeContext = await run_chain(phase.nodes, page, task.depth)
+            async with contextlib.AsyncExitStack() as stack:
+                with self._t.stage("fetch", engine=engine) as fetch_span:
+                    page = await stack.enter_async_context(
+                        self._fetchers[engine].open(ctx.request(task.url))
+                    )
+                    fetch_span.set_attribute("http.response.status_code", page.status)
+                self._observe_fetch(page, engine)
+                with self._t.stage("nodes"):
+                    node_ctx: NodeContext = await run_chain(
+                        phase.nodes, page, task.depth, around=self._node_span
+                    )
                 status = page.status
         finally:
             await self._limiter.release(key, grant.lease_id)
-        funnel = await self._frontier.admit(ctx, task, node_ctx.links)
+        with self._t.stage("frontier", links=len(node_ctx.links)):
+            funnel = await self._frontier.admit(ctx, task, node_ctx.links)
         funnel[funnel_key("fetched", task.phase, task.marker)] += 1
         record = None
         if task.phase in ctx.record_phases:
@@ -183,6 +226,15 @@ class TaskProcessor:
             funnel=dict(funnel),
         )
         return Outcome(delivery, result, record)
+
+    def _node_span(self, index: int, node: NodeSpec) -> contextlib.AbstractContextManager[Span]:
+        kind = node.__struct_config__.tag
+        return self._t.stage(f"node {kind}", **{"trawl.node.index": index})
+
+    def _observe_fetch(self, page: Page, engine: str) -> None:
+        attributes = {"trawl.engine": engine}
+        self._t.fetched_bytes.add(len(page.html.encode("utf-8", "replace")), attributes)
+        self._t.fetch_duration.record(page.elapsed_s, attributes)
 
     async def _hand_back(self, delivery: Delivery, delay_s: float) -> None:
         """Give an untried delivery back to the queue; its next one is not a retry."""

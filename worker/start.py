@@ -15,6 +15,7 @@ from worker.assemble import Ports
 from worker.completion import Completion
 from worker.context import ExecutionContext
 from worker.frontier import Frontier
+from worker.telemetry import Telemetry
 from workflows.rules import Admit
 from workflows.spec import Workflow
 
@@ -45,7 +46,8 @@ async def start_execution(
     assert running is not None
     ctx = ExecutionContext.build(running, workflow)
     starts = [d for d in map(ctx.rules.start, workflow.start_urls) if isinstance(d, Admit)]
-    published = await Frontier(ports.seen, ports.state, ports.queue).publish(ctx, starts)
+    with Telemetry.create().execution_span(running.id, workflow.name):
+        published = await Frontier(ports.seen, ports.state, ports.queue).publish(ctx, starts)
     if not published:
         await Completion(ports.state, ports.blobs).check(running.id)
     return running

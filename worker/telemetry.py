@@ -1,0 +1,128 @@
+"""OpenTelemetry for the task runtime: one span per task with a child per stage and node,
+one connected trace per crawl, and the metrics operators watch.
+
+The trace context of the task that discovered a link travels in the link's task
+(``Task.trace``, also Pub/Sub message attributes), so each task's span is a child of the
+span of the page that linked to it, down from the start URLs: one crawl, one trace.
+
+Without a configured SDK (``trawl.otel.configure`` reads the standard ``OTEL_*`` variables)
+the providers are OpenTelemetry's no-op ones and this costs next to nothing. Tests pass
+their own providers with in-memory exporters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
+
+from backends.task import Task
+
+SCOPE = "trawl.worker"
+
+# The execution the current task belongs to, for log lines written while it runs.
+EXECUTION_ID: ContextVar[str | None] = ContextVar("trawl_execution_id", default=None)
+
+
+@dataclass(slots=True)
+class Telemetry:
+    tracer: Tracer
+    pages: Counter
+    fetched_bytes: Counter
+    fetch_duration: Histogram
+    queue_lag: Histogram
+    records: Counter
+    funnel: Counter
+
+    @classmethod
+    def create(
+        cls,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> Telemetry:
+        """Instruments from the given providers (default: the global ones)."""
+        tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE)
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(SCOPE)
+        return cls(
+            tracer=tracer,
+            pages=meter.create_counter(
+                "trawl.pages", unit="{page}", description="Tasks finished, by outcome and phase"
+            ),
+            fetched_bytes=meter.create_counter(
+                "trawl.fetch.bytes", unit="By", description="Bytes of the documents fetched"
+            ),
+            fetch_duration=meter.create_histogram(
+                "trawl.fetch.duration", unit="s", description="Time to fetch (and render) a page"
+            ),
+            queue_lag=meter.create_histogram(
+                "trawl.queue.lag",
+                unit="s",
+                description="From a task's publication to a worker taking it",
+            ),
+            records=meter.create_counter(
+                "trawl.records", unit="{record}", description="Records written"
+            ),
+            funnel=meter.create_counter(
+                "trawl.funnel",
+                unit="{link}",
+                description="Links discovered, in scope, new; pages fetched, extracted; "
+                "by stage, target phase and marker",
+            ),
+        )
+
+    @contextlib.contextmanager
+    def task_span(self, task: Task) -> Iterator[Span]:
+        """The span of one task, a child of the span that discovered it."""
+        parent: Context = propagate.extract(task.trace)
+        attributes: dict[str, str | int] = {
+            "trawl.execution_id": task.execution_id,
+            "trawl.phase": task.phase,
+            "trawl.depth": task.depth,
+            "url.full": task.url,
+        }
+        if task.marker:
+            attributes["trawl.marker"] = task.marker
+        with self.tracer.start_as_current_span(
+            "task", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+        ) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def execution_span(self, execution_id: str, workflow: str) -> Iterator[Span]:
+        """The root of a crawl's trace: its start URLs are published inside it."""
+        attributes = {"trawl.execution_id": execution_id, "trawl.workflow": workflow}
+        with self.tracer.start_as_current_span(
+            "execution", kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def stage(self, name: str, **attributes: str | int) -> Iterator[Span]:
+        """A child span of the current one (a stage of a task, or a node)."""
+        with self.tracer.start_as_current_span(name, attributes=attributes) as span:
+            yield span
+
+    def observe_lag(self, task: Task) -> None:
+        if task.published_at > 0:
+            lag = max(time.time() - task.published_at, 0.0)
+            self.queue_lag.record(lag, {"trawl.phase": task.phase})
+
+    def count_funnel(self, counts: Mapping[str, int]) -> None:
+        for key, count in counts.items():
+            stage, phase, marker = key.split("|", 2)
+            attributes = {"trawl.stage": stage, "trawl.phase": phase, "trawl.marker": marker}
+            self.funnel.add(count, attributes)
+
+
+def current_trace() -> dict[str, str]:
+    """The W3C trace context of the current span, for the tasks it publishes ({} if none)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
