@@ -2,7 +2,8 @@
 
 Cloud Logging reads ``severity`` and ``message`` from JSON lines on stdout; extra fields
 passed with ``extra={"execution_id": ..., "url": ...}`` are carried as they are, so a line
-can be found by execution, task URL or trace id.
+can be found by execution, task URL or trace id. Lines written while a task runs carry its
+``execution_id``, and its ``trace_id`` and ``span_id`` when tracing is on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from opentelemetry import trace
+
+from worker.telemetry import EXECUTION_ID
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -34,6 +38,13 @@ class JsonFormatter(logging.Formatter):
             for key, value in vars(record).items()
             if key not in _STANDARD and not key.startswith("_")
         )
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry.setdefault("trace_id", format(span.trace_id, "032x"))
+            entry.setdefault("span_id", format(span.span_id, "016x"))
+        execution_id = EXECUTION_ID.get()
+        if execution_id is not None:
+            entry.setdefault("execution_id", execution_id)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return _encoder.encode(entry).decode("utf-8", "replace")

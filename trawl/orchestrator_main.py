@@ -12,7 +12,7 @@ from backends.fetcher import Fetcher
 from orchestrator import Services, create_app
 from orchestrator.auth import create_key
 from orchestrator.services import Check, Limits
-from trawl import logs
+from trawl import logs, otel
 from trawl.distributed import open_ports, open_state
 from trawl.embedded import open_fetchers
 from trawl.settings import Settings
@@ -67,6 +67,15 @@ def readiness_checks(ports: Ports) -> dict[str, Check]:
 async def run_orchestrator(settings: Settings) -> None:
     """Serve the API until SIGTERM/SIGINT (uvicorn handles both and drains requests)."""
     logs.configure(settings.log_format)
+    stop_telemetry = otel.configure("trawl-orchestrator")
+    try:
+        await _serve(settings)
+    finally:
+        if stop_telemetry is not None:
+            stop_telemetry()
+
+
+async def _serve(settings: Settings) -> None:
     async with open_ports(settings) as ports:
         app = create_app(services_for(settings, ports))
         config = uvicorn.Config(

@@ -9,7 +9,7 @@ import signal
 
 from backends.clock import SystemClock
 from backends.fetcher import Fetcher
-from trawl import logs
+from trawl import logs, otel
 from trawl.distributed import open_ports, worker_id
 from trawl.embedded import open_robots
 from trawl.settings import Settings
@@ -33,6 +33,7 @@ DISTRIBUTED_INLINE_WAIT_S = 60.0
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Pull and run tasks until SIGTERM/SIGINT (or ``stop``), then drain and exit."""
     logs.configure(settings.log_format)
+    stop_telemetry = otel.configure("trawl-worker")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -84,6 +85,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 await sweeper
             calls = dict(getattr(ports.queue, "calls", {}))
             log.info("worker stopped", extra={"worker_id": name, "pubsub_calls": calls})
+            if stop_telemetry is not None:
+                stop_telemetry()  # flush spans and metrics
 
 
 def _checks(parts: Assembly) -> dict[str, Check]:

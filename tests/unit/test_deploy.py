@@ -52,6 +52,10 @@ BULK_ENV_READERS = {
 _EVERYWHERE = {
     "TRAWL_WORKER_ID": "each process names itself (hostname-pid-random); one fixed name "
     "would make scaled workers write each other's part files",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "OpenTelemetry's standard variable: unset, nothing is "
+    "exported; operators set it to their collector (docs/operations.md)",
+    "OTEL_SDK_DISABLED": "OpenTelemetry's standard switch; telemetry is already off without "
+    "an endpoint",
 }
 _NO_BROWSER = {"TRAWL_CHROMIUM_PATH": "the orchestrator image has no browser"}
 _ON_CLOUD_RUN = {
