@@ -11,8 +11,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from orchestrator.allow import allow_header
 from orchestrator.auth import tenant_of
+from orchestrator.console import console
 from orchestrator.errors import HANDLERS
-from orchestrator.executions_api import ExecutionsController, StartController
+from orchestrator.executions_api import (
+    ExecutionListController,
+    ExecutionsController,
+    StartController,
+)
 from orchestrator.exports_api import ExportsController
 from orchestrator.health_api import healthz, readyz
 from orchestrator.preview_api import PreviewController
@@ -24,6 +29,7 @@ SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 AUTHENTICATED = (
     WorkflowsController,
     StartController,
+    ExecutionListController,
     ExecutionsController,
     ExportsController,
     PreviewController,
@@ -43,7 +49,7 @@ def create_app(services: Services) -> Litestar:
         controller.security = SECURITY
     app = Litestar(
         middleware=[allow_header],
-        route_handlers=[*AUTHENTICATED, healthz, readyz],
+        route_handlers=[*AUTHENTICATED, healthz, readyz, console],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
             "tenant": Provide(tenant),

@@ -144,17 +144,7 @@ class StartController(Controller):
         found = await services.ports.state.list_executions(
             tenant, workflow=name, limit=limit, offset=offset
         )
-        return [
-            ExecutionSummary(
-                id=e.id,
-                workflow=e.workflow,
-                workflow_version=e.workflow_version,
-                status=e.status,
-                created_at=e.created_at,
-                finished_at=e.finished_at,
-            )
-            for e in found
-        ]
+        return [summary_of(e) for e in found]
 
 
 async def check_start_urls(services: ServicesDep, urls: list[str]) -> None:
@@ -166,6 +156,34 @@ async def check_start_urls(services: ServicesDep, urls: list[str]) -> None:
             problems.append(Problem(f"start_urls[{i}]", str(exc)))
     if problems:
         raise WorkflowInvalid(problems)
+
+
+class ExecutionListController(Controller):
+    path = "/v1/executions"
+    tags = ["executions"]
+
+    @get("/", raises=COMMON)
+    async def list_all_executions(
+        self,
+        services: ServicesDep,
+        tenant: Tenant,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
+    ) -> list[ExecutionSummary]:
+        """Every execution of the tenant, newest first (what the console lists)."""
+        found = await services.ports.state.list_executions(tenant, limit=limit, offset=offset)
+        return [summary_of(e) for e in found]
+
+
+def summary_of(e: Execution) -> ExecutionSummary:
+    return ExecutionSummary(
+        id=e.id,
+        workflow=e.workflow,
+        workflow_version=e.workflow_version,
+        status=e.status,
+        created_at=e.created_at,
+        finished_at=e.finished_at,
+    )
 
 
 class ExecutionsController(Controller):

@@ -45,14 +45,14 @@ class Api:
         return {"Authorization": f"Bearer {key}"}
 
 
-@contextlib.asynccontextmanager
-async def memory_api(
+def memory_services(
     tmp_path: Path,
     *,
     guard: UrlGuard | None = None,
     limits: Limits | None = None,
     checks: dict[str, Check] | None = None,
-) -> AsyncIterator[Api]:
+) -> Services:
+    """The API's services over fresh memory adapters."""
     queue = MemoryTaskQueue()
     ports = Ports(
         queue=queue,
@@ -61,12 +61,25 @@ async def memory_api(
         state=MemoryStateStore(),
         blobs=LocalBlobStore(tmp_path / "blobs"),
     )
-    services = Services(
+    return Services(
         ports=ports,
         open_fetchers=preview_fetchers,
         guard=guard or AllowAll(),
         limits=limits or Limits(),
         checks=checks or {},
     )
+
+
+@contextlib.asynccontextmanager
+async def memory_api(
+    tmp_path: Path,
+    *,
+    guard: UrlGuard | None = None,
+    limits: Limits | None = None,
+    checks: dict[str, Check] | None = None,
+) -> AsyncIterator[Api]:
+    services = memory_services(tmp_path, guard=guard, limits=limits, checks=checks)
+    queue = services.ports.queue
+    assert isinstance(queue, MemoryTaskQueue)
     async with AsyncTestClient(app=create_app(services)) as client:
         yield Api(client, services, queue)
