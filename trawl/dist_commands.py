@@ -74,6 +74,21 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     k.add_argument("--tenant", required=True, help="the tenant the key acts for")
     k.set_defaults(handler=cmd_keys_create)
 
+    p = commands.add_parser("failures", help="an execution's failed tasks and dead letters")
+    failures = p.add_subparsers(title="failures commands", metavar="COMMAND", required=True)
+    f = failures.add_parser("list", help="tasks that failed for good, newest first")
+    f.add_argument("execution_id", metavar="ID")
+    f.add_argument("--limit", type=int, default=50)
+    f.set_defaults(handler=cmd_failures_list)
+    f = failures.add_parser(
+        "replay",
+        help="put the execution's dead-lettered tasks back on the task topic",
+        description="Tasks Pub/Sub dead-lettered (max delivery attempts) are unfinished: "
+        "their execution waits for them. Replay publishes them again for the workers.",
+    )
+    f.add_argument("execution_id", metavar="ID")
+    f.set_defaults(handler=cmd_failures_replay)
+
     p = commands.add_parser("submit", help="start an execution on the distributed backends")
     p.add_argument("workflow", metavar="WORKFLOW")
     p.add_argument("--tenant", default="default")
@@ -223,4 +238,54 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     key = _run(lambda: new_key(settings, tenant))
     print(key)
     print(f"API key for tenant {tenant!r}; it is not shown again, store it now", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_failures_list(args: argparse.Namespace) -> int:
+    from trawl.distributed import open_state
+
+    settings = _settings()
+
+    async def main() -> list[Any]:
+        async with open_state(settings) as state:
+            if await state.get_execution(args.execution_id) is None:
+                raise CommandError(f"no execution {args.execution_id}", 1)
+            return await state.failures(args.execution_id, limit=args.limit)
+
+    found = _run(main)
+    for failure in found:
+        print(f"{failure.at:%Y-%m-%d %H:%M:%S} {failure.error_class} {failure.url}")
+        print(f"    {failure.message} (attempt {failure.attempt}, phase {failure.phase})")
+    print(f"{len(found)} failure(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_failures_replay(args: argparse.Namespace) -> int:
+    from backends.gcp.dead_letters import replay_dead_letters
+    from trawl.distributed import make_queue, open_state
+
+    settings = _settings()
+
+    async def main() -> Any:
+        async with open_state(settings) as state:
+            execution = await state.get_execution(args.execution_id)
+        if execution is None:
+            raise CommandError(f"no execution {args.execution_id}", 1)
+        if execution.status != "running":
+            raise CommandError(
+                f"execution {args.execution_id} is {execution.status}: only a running "
+                "execution's dead letters are replayed",
+                1,
+            )
+        queue = make_queue(settings)
+        try:
+            return await replay_dead_letters(queue, args.execution_id)
+        finally:
+            await queue.close()
+
+    replay = _run(main)
+    print(
+        f"replayed {replay.replayed} task(s); left {replay.other_executions} of other "
+        f"executions and {replay.unreadable} unreadable message(s)"
+    )
     return EXIT_OK

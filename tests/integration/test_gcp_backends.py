@@ -24,8 +24,9 @@ from google.cloud import pubsub_v1
 from backends.blobs import BlobStore
 from backends.errors import PermanentError, RetryableError
 from backends.gcp import GcsBlobStore, PubSubTaskQueue, make_storage_client
+from backends.gcp.dead_letters import replay_dead_letters
 from backends.queue import Delivery, QueueClosed
-from backends.task import Task, decode_task
+from backends.task import Task, decode_task, encode_task
 from tests.services import free_port
 from tests.services import gcs as gcs_service
 from tests.services import pubsub as pubsub_service
@@ -450,3 +451,35 @@ def test_gcs_urls() -> None:
     for bad in ("s3://bucket/x", "gs:///x", "/local/dir"):
         with pytest.raises(InvalidInputError):
             GcsBlobStore.from_url(bad)
+
+
+# -- Pub/Sub: dead letters (the emulator does not forward, so they are put there directly)
+
+
+async def test_dead_letters_of_an_execution_are_replayed_and_others_left(
+    queue: PubSubTaskQueue,
+) -> None:
+    dead = [
+        Task(execution_id=e, url=f"http://shop.test/{e}/{n}", depth=1, phase="p")
+        for e in ("ex-a", "ex-b")
+        for n in range(3)
+    ]
+    assert queue.dead_letter_topic_path is not None
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        futures = [publisher.publish(queue.dead_letter_topic_path, encode_task(t)) for t in dead]
+        futures.append(publisher.publish(queue.dead_letter_topic_path, b"not a task"))
+        await asyncio.to_thread(lambda: [f.result(timeout=DEADLINE_S) for f in futures])
+    finally:
+        publisher.stop()
+
+    replay = await replay_dead_letters(queue, "ex-a")
+    assert (replay.replayed, replay.other_executions, replay.unreadable) == (3, 3, 1)
+    received = [await receive(queue) for _ in range(3)]
+    assert sorted(d.task.url for d in received) == [f"http://shop.test/ex-a/{n}" for n in range(3)]
+    assert all(d.task.published_at > 0 and d.delivery_attempt == 1 for d in received)
+    for delivery in received:
+        await delivery.ack()
+    # ex-b's dead letters were left for their own replay; ex-a has none left.
+    assert (await replay_dead_letters(queue, "ex-a")).replayed == 0
+    assert (await replay_dead_letters(queue, "ex-b")).replayed == 3

@@ -189,6 +189,18 @@ async def test_post_start_crawl_and_read_back_the_records(
 
     await only_its_tenant_sees_it(http, cluster, orchestrator, url)
     assert cluster.stop_workers() == [0, 0]
+    check_failure_commands(cluster, execution_id, failures)
+
+
+def check_failure_commands(cluster: Cluster, execution_id: str, failures: dict[str, int]) -> None:
+    listed = cluster.run("failures", "list", execution_id)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr.strip() == f"{sum(failures.values())} failure(s)"
+    for error_class in failures:
+        assert error_class in listed.stdout
+    replay = cluster.run("failures", "replay", execution_id)
+    assert replay.returncode == 1
+    assert "is completed: only a running execution's dead letters are replayed" in replay.stderr
 
 
 def check_funnel(execution: dict[str, Any], records: int) -> None:
