@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages Trawl needs, when they are missing: Chromium for the browser
-# engine; with `tests`, also PgBouncer (the integration tests run it) and nginx (benchmarks
-# serve their site with it). Packages come from apt where we can use it (root); without
-# root, Chromium falls back to Playwright's own build (`playwright install chromium`).
+# engine; with `tests`, also PgBouncer (the integration tests run it), nginx (benchmarks
+# serve their site with it) and docker-compose where a docker client lacks the compose
+# plugin (a test runs `config` on docker-compose.yml). Packages come from apt where we can
+# use it (root); without root, Chromium falls back to Playwright's own build.
 set -euo pipefail
 need=()
 have_chromium() {
@@ -13,6 +14,10 @@ have_chromium || need+=(chromium)
 if [ "${1:-}" = "tests" ]; then
   command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+  # A docker client without the compose plugin: docker-compose checks docker-compose.yml.
+  if command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+    command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+  fi
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
