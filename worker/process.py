@@ -103,6 +103,8 @@ class TaskProcessor:
         return outcome
 
     def _observe(self, span: Span, outcome: Outcome | None) -> None:
+        if not span.is_recording() and not self._t.measuring:
+            return
         if outcome is None:
             span.set_attribute("trawl.outcome", "handed_back")
             return
@@ -112,6 +114,8 @@ class TaskProcessor:
             span.set_attribute("error.type", result.error_class)
         if result.outcome == "failed":
             span.set_status(StatusCode.ERROR, result.error_message or result.error_class or "")
+        if not self._t.measuring:
+            return
         attributes = {"trawl.outcome": result.outcome, "trawl.phase": result.phase}
         self._t.pages.add(1, attributes)
         if result.records:
@@ -188,8 +192,9 @@ class TaskProcessor:
                     fetch_span.set_attribute("http.response.status_code", page.status)
                 self._observe_fetch(page, engine)
                 with self._t.stage("nodes"):
+                    around = self._node_span if self._t.tracing else None
                     node_ctx: NodeContext = await run_chain(
-                        phase.nodes, page, task.depth, around=self._node_span
+                        phase.nodes, page, task.depth, around=around
                     )
                 status = page.status
         finally:
@@ -232,6 +237,8 @@ class TaskProcessor:
         return self._t.stage(f"node {kind}", **{"trawl.node.index": index})
 
     def _observe_fetch(self, page: Page, engine: str) -> None:
+        if not self._t.measuring:
+            return
         attributes = {"trawl.engine": engine}
         self._t.fetched_bytes.add(len(page.html.encode("utf-8", "replace")), attributes)
         self._t.fetch_duration.record(page.elapsed_s, attributes)

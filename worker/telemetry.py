@@ -20,8 +20,17 @@ from dataclasses import dataclass
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import Counter, Histogram, MeterProvider
-from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
+from opentelemetry.metrics import Counter, Histogram, MeterProvider, NoOpMeterProvider
+from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanKind,
+    Tracer,
+    TracerProvider,
+)
 
 from backends.task import Task
 
@@ -33,6 +42,8 @@ EXECUTION_ID: ContextVar[str | None] = ContextVar("trawl_execution_id", default=
 
 @dataclass(slots=True)
 class Telemetry:
+    tracing: bool  # False: no SDK behind the tracer, spans are skipped outright
+    measuring: bool  # False: no SDK behind the meter, instruments are not fed
     tracer: Tracer
     pages: Counter
     fetched_bytes: Counter
@@ -48,9 +59,15 @@ class Telemetry:
         meter_provider: MeterProvider | None = None,
     ) -> Telemetry:
         """Instruments from the given providers (default: the global ones)."""
-        tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(SCOPE)
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter(SCOPE)
+        tracers = tracer_provider or trace.get_tracer_provider()
+        meters = meter_provider or metrics.get_meter_provider()
+        tracer = tracers.get_tracer(SCOPE)
+        meter = meters.get_meter(SCOPE)
         return cls(
+            # The API's defaults do nothing but cost a little per page: skip them. The SDK is
+            # installed (trawl.otel) before the runtime is assembled.
+            tracing=not isinstance(tracers, ProxyTracerProvider | NoOpTracerProvider),
+            measuring=not isinstance(meters, _ProxyMeterProvider | NoOpMeterProvider),
             tracer=tracer,
             pages=meter.create_counter(
                 "trawl.pages", unit="{page}", description="Tasks finished, by outcome and phase"
@@ -80,6 +97,9 @@ class Telemetry:
     @contextlib.contextmanager
     def task_span(self, task: Task) -> Iterator[Span]:
         """The span of one task, a child of the span that discovered it."""
+        if not self.tracing:
+            yield INVALID_SPAN
+            return
         parent: Context = propagate.extract(task.trace)
         attributes: dict[str, str | int] = {
             "trawl.execution_id": task.execution_id,
@@ -97,6 +117,9 @@ class Telemetry:
     @contextlib.contextmanager
     def execution_span(self, execution_id: str, workflow: str) -> Iterator[Span]:
         """The root of a crawl's trace: its start URLs are published inside it."""
+        if not self.tracing:
+            yield INVALID_SPAN
+            return
         attributes = {"trawl.execution_id": execution_id, "trawl.workflow": workflow}
         with self.tracer.start_as_current_span(
             "execution", kind=SpanKind.PRODUCER, attributes=attributes
@@ -106,15 +129,20 @@ class Telemetry:
     @contextlib.contextmanager
     def stage(self, name: str, **attributes: str | int) -> Iterator[Span]:
         """A child span of the current one (a stage of a task, or a node)."""
+        if not self.tracing:
+            yield INVALID_SPAN
+            return
         with self.tracer.start_as_current_span(name, attributes=attributes) as span:
             yield span
 
     def observe_lag(self, task: Task) -> None:
-        if task.published_at > 0:
+        if self.measuring and task.published_at > 0:
             lag = max(time.time() - task.published_at, 0.0)
             self.queue_lag.record(lag, {"trawl.phase": task.phase})
 
     def count_funnel(self, counts: Mapping[str, int]) -> None:
+        if not self.measuring:
+            return
         for key, count in counts.items():
             stage, phase, marker = key.split("|", 2)
             attributes = {"trawl.stage": stage, "trawl.phase": phase, "trawl.marker": marker}
