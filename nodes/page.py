@@ -237,7 +237,7 @@ class Page:
             return self._base_str
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)  # the links pages share (navigation) are the hits
 def _resolve(base: str, href: str) -> str | None:
     """``href`` joined to ``base`` as a crawl target: http(s), with a host, no fragment."""
     try:

@@ -70,7 +70,7 @@ def domain_allowed(host: str, allowed: frozenset[str], suffixes: tuple[str, ...]
     return any(host == s[1:] or host.endswith(s) for s in suffixes)
 
 
-VERDICT_CACHE_SIZE = 100_000  # raw link URL -> canonical URL or Drop, per execution
+VERDICT_CACHE_SIZE = 16_384  # raw link URL -> canonical URL or Drop, per execution
 
 
 class CrawlRules:
