@@ -20,6 +20,7 @@ from orchestrator.executions_api import (
 )
 from orchestrator.exports_api import ExportsController
 from orchestrator.health_api import healthz, readyz
+from orchestrator.openapi import refine
 from orchestrator.preview_api import PreviewController
 from orchestrator.services import Services
 from orchestrator.workflows_api import WorkflowsController
@@ -71,10 +72,5 @@ def create_app(services: Services) -> Litestar:
             ),
         ),
     )
-    # Request bodies with unknown fields are refused (msgspec's forbid_unknown_fields);
-    # say so in the schema.
-    schemas = app.openapi_schema.components.schemas or {}
-    for name in ("StartRequest", "PreviewRequest"):
-        if name in schemas:
-            schemas[name].additional_properties = False
+    refine(app.openapi_schema)
     return app

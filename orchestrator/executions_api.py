@@ -215,7 +215,7 @@ class ExecutionsController(Controller):
         cancelled = await owned(services, tenant, execution_id)
         return execution_out(cancelled, await state.progress(execution_id))
 
-    @get("/events", raises=COMMON)
+    @get("/events", raises=COMMON, media_type="text/event-stream")
     async def events(
         self, execution_id: FromPath[str], services: ServicesDep, tenant: Tenant
     ) -> ServerSentEvent:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from orchestrator.models import Health, Readiness
 from orchestrator.services import ServicesDep
@@ -16,7 +17,13 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@get("/readyz", tags=["health"])
+@get(
+    "/readyz",
+    tags=["health"],
+    responses={
+        503: ResponseSpec(Readiness, description="A backend did not answer: `down` names it")
+    },
+)
 async def readyz(services: ServicesDep) -> Response[Readiness]:
     """Each backend answers within a short timeout; 503 names the ones that do not."""
     names = list(services.checks)

@@ -30,6 +30,32 @@ WORKFLOW_DOC = (
 )
 
 
+EXAMPLE: dict[str, Any] = {
+    "name": "example-shop",
+    "start_urls": ["https://shop.example/"],
+    "max_depth": 3,
+    "phases": [
+        {
+            "name": "page",
+            "nodes": [
+                {"type": "extract", "fields": {"title": "h1"}},
+                {"type": "extract_links", "limit": 50},
+            ],
+        }
+    ],
+}
+EXAMPLE_YAML = """\
+name: example-shop
+start_urls: ["https://shop.example/"]
+max_depth: 3
+phases:
+  - name: page
+    nodes:
+      - {type: extract, fields: {title: h1}}
+      - {type: extract_links, limit: 50}
+"""
+
+
 @dataclass
 class WorkflowBodyOperation(Operation):
     """The handler reads the raw body (YAML or JSON) itself; this documents it."""
@@ -39,8 +65,12 @@ class WorkflowBodyOperation(Operation):
             required=True,
             description=WORKFLOW_DOC,
             content={
-                "application/yaml": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING)),
-                "application/json": OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT)),
+                "application/yaml": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING), example=EXAMPLE_YAML
+                ),
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.OBJECT), example=EXAMPLE
+                ),
             },
         )
 

@@ -225,3 +225,15 @@ async def test_the_openapi_schema_is_served(tmp_path: Path) -> None:
         assert "/v1/workflows" in schema["paths"]
         assert "/v1/executions/{execution_id}/records" in schema["paths"]
         assert schema["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+        assert schema["components"]["schemas"]["StartRequest"]["additionalProperties"] is False
+        # The documented example is a workflow the API accepts, and its links lead on.
+        post = schema["paths"]["/v1/workflows"]["post"]
+        example = post["requestBody"]["content"]["application/json"]["example"]
+        auth = await api.key("acme")
+        created = await api.client.post("/v1/workflows", json=example, headers=auth)
+        assert created.status_code == 201, created.text
+        links = post["responses"]["201"]["links"]
+        assert links["GetWorkflow"]["parameters"] == {"name": "$response.body#/name"}
+        start = schema["paths"]["/v1/workflows/{name}/executions"]["post"]
+        assert "CancelExecution" in start["responses"]["202"]["links"]
+        assert "503" in schema["paths"]["/readyz"]["get"]["responses"]

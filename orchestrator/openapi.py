@@ -1,0 +1,78 @@
+"""What the generated OpenAPI document cannot say by itself: request bodies with unknown
+fields are refused, and which response's values feed which operation (OpenAPI links, which
+clients and schemathesis's stateful tests follow)."""
+
+from __future__ import annotations
+
+from litestar.openapi.spec import (
+    Link,
+    OpenAPI,
+    OpenAPIResponse,
+    Operation,
+    PathItem,
+    RequestBody,
+)
+
+# (path, method, status) -> {link name: (target path, target method, {param: expression})}
+LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
+    ("/v1/workflows", "post", "201"): {
+        "GetWorkflow": ("/v1/workflows/{name}", "get", {"name": "$response.body#/name"}),
+        "UpdateWorkflow": ("/v1/workflows/{name}", "put", {"name": "$response.body#/name"}),
+        "DeleteWorkflow": ("/v1/workflows/{name}", "delete", {"name": "$response.body#/name"}),
+        "StartExecution": (
+            "/v1/workflows/{name}/executions",
+            "post",
+            {"name": "$response.body#/name"},
+        ),
+        "ListExecutions": (
+            "/v1/workflows/{name}/executions",
+            "get",
+            {"name": "$response.body#/name"},
+        ),
+    },
+    # Not to the event stream: it lasts as long as the execution runs.
+    ("/v1/workflows/{name}/executions", "post", "202"): {
+        name: (path, method, {"execution_id": "$response.body#/id"})
+        for name, path, method in (
+            ("GetExecution", "/v1/executions/{execution_id}", "get"),
+            ("CancelExecution", "/v1/executions/{execution_id}/cancel", "post"),
+            ("GetRecords", "/v1/executions/{execution_id}/records", "get"),
+            ("GetOutputs", "/v1/executions/{execution_id}/outputs", "get"),
+        )
+    },
+}
+
+STRICT_BODIES = ("StartRequest", "PreviewRequest")
+# Bodies a route takes but does not need (Litestar marks every body required).
+OPTIONAL_BODIES = (("/v1/workflows/{name}/executions", "post"),)
+
+
+def refine(schema: OpenAPI) -> None:
+    """Edit the generated document in place (Litestar serves this instance)."""
+    schemas = schema.components.schemas or {}
+    for name in STRICT_BODIES:
+        if name in schemas:
+            schemas[name].additional_properties = False
+    paths = schema.paths or {}
+    for path, method in OPTIONAL_BODIES:
+        body = _operation(paths, path, method).request_body
+        if isinstance(body, RequestBody):
+            body.required = False
+    for (path, method, status), links in LINKS.items():
+        response = _operation(paths, path, method).responses or {}
+        target = response.get(status)
+        if not isinstance(target, OpenAPIResponse):
+            continue
+        target.links = {
+            name: Link(
+                operation_id=_operation(paths, to_path, to_method).operation_id,
+                parameters=dict(parameters),
+            )
+            for name, (to_path, to_method, parameters) in links.items()
+        }
+
+
+def _operation(paths: dict[str, PathItem], path: str, method: str) -> Operation:
+    operation = getattr(paths[path], method)
+    assert isinstance(operation, Operation), f"no {method} {path}"
+    return operation
