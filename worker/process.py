@@ -216,16 +216,9 @@ class TaskProcessor:
                 "data": node_ctx.data,
             }
             funnel[funnel_key("extracted", task.phase, task.marker)] += 1
-        result = TaskResult(
-            key=task.url,
-            url=task.url,
-            phase=task.phase,
-            marker=task.marker,
-            depth=task.depth,
-            attempt=delivery.delivery_attempt,
-            outcome="succeeded",
-            error_class=None,
-            error_message=None,
+        result = _result(
+            delivery,
+            "succeeded",
             records=1 if record is not None else 0,
             warnings=dict(node_ctx.warnings),
             funnel=dict(funnel),
@@ -270,7 +263,16 @@ class TaskProcessor:
         return Outcome(delivery, _result(delivery, "filtered", reason, None))
 
 
-def _result(delivery: Delivery, outcome: Any, error_class: str, message: str | None) -> TaskResult:
+def _result(
+    delivery: Delivery,
+    outcome: Any,
+    error_class: str | None = None,
+    message: str | None = None,
+    *,
+    records: int = 0,
+    warnings: dict[str, int] | None = None,
+    funnel: dict[str, int] | None = None,
+) -> TaskResult:
     task = delivery.task
     return TaskResult(
         key=task.url,
@@ -282,6 +284,7 @@ def _result(delivery: Delivery, outcome: Any, error_class: str, message: str | N
         outcome=outcome,
         error_class=error_class,
         error_message=message,
-        records=0,
-        warnings={},
+        records=records,
+        warnings=warnings or {},
+        funnel=funnel or {},
     )
