@@ -101,6 +101,12 @@ class Progress(_Record, frozen=True):
     records: int = 0
     funnel: dict[str, dict[str, int]] = {}  # "phase|marker" -> stage -> count
 
+    def pages(self) -> dict[str, int]:
+        """Pages published, finished, and finished by outcome, as every report shows them."""
+        counts = {"published": self.published, "finished": self.finished}
+        counts.update((k, self.by_outcome.get(k, 0)) for k in ("succeeded", "failed", "filtered"))
+        return counts
+
     @property
     def complete(self) -> bool:
         """Every published task has finished, and there was at least one. An execution

@@ -39,7 +39,6 @@ TOP_ERRORS = 5
 
 
 def execution_out(execution: Execution, progress: Progress) -> ExecutionOut:
-    o = progress.by_outcome
     errors = sorted(progress.failures_by_class.items(), key=lambda kv: (-kv[1], kv[0]))
     return ExecutionOut(
         id=execution.id,
@@ -51,13 +50,7 @@ def execution_out(execution: Execution, progress: Progress) -> ExecutionOut:
         finished_at=execution.finished_at,
         error=execution.error,
         overrides=[str(s) for s in execution.params.get("set") or []],
-        pages=Pages(
-            published=progress.published,
-            finished=progress.finished,
-            succeeded=o.get("succeeded", 0),
-            failed=o.get("failed", 0),
-            filtered=o.get("filtered", 0),
-        ),
+        pages=Pages(**progress.pages()),
         records=progress.records,
         pages_per_second=rate(execution, progress),
         by_phase=progress.by_phase,

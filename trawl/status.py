@@ -20,20 +20,13 @@ FINAL = ("completed", "cancelled", "failed")
 
 def report(execution: Execution, progress: Progress) -> dict[str, Any]:
     """The status of an execution as the command prints it (and as JSON)."""
-    o = progress.by_outcome
     return {
         "execution_id": execution.id,
         "workflow": execution.workflow,
         "workflow_version": execution.workflow_version,
         "status": execution.status,
         "error": execution.error,
-        "pages": {
-            "published": progress.published,
-            "finished": progress.finished,
-            "succeeded": o.get("succeeded", 0),
-            "failed": o.get("failed", 0),
-            "filtered": o.get("filtered", 0),
-        },
+        "pages": progress.pages(),
         "records": progress.records,
         "by_phase": progress.by_phase,
         "by_marker": progress.by_marker,

@@ -81,11 +81,7 @@ def _summary(
         "status": execution.status,
         "started_at": _iso(execution.started_at),
         "finished_at": _iso(execution.finished_at),
-        "pages": {
-            "published": progress.published,
-            "finished": progress.finished,
-            **{k: progress.by_outcome.get(k, 0) for k in ("succeeded", "failed", "filtered")},
-        },
+        "pages": progress.pages(),
         "records": records,
         "duplicate_records_dropped": duplicates,
         "by_phase": progress.by_phase,
