@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -17,7 +15,7 @@ from orchestrator.errors import COMMON, Conflict
 from orchestrator.executions_api import owned
 from orchestrator.models import OutputOut
 from orchestrator.services import ServicesDep, Tenant
-from worker.export_read import flatten, lines, records
+from worker.export_read import csv_chunks, lines
 from worker.paths import export_path
 
 CSV_NOTE = "CSV: nested fields become dotted columns (data.specs.Volume), lists JSON text."
@@ -48,7 +46,7 @@ class ExportsController(Controller):
         if not await blobs.exists(path):
             raise Conflict(detail=f"execution {execution_id} has no export yet")
         if format == "csv":
-            return Stream(csv_rows(blobs, path), media_type="text/csv; charset=utf-8")
+            return Stream(csv_text(blobs, path), media_type="text/csv; charset=utf-8")
         return Stream(jsonl(blobs, path), media_type="application/x-ndjson")
 
     @get("/outputs", raises=COMMON)
@@ -72,18 +70,6 @@ async def jsonl(blobs: BlobStore, path: str) -> AsyncIterator[bytes]:
         return
 
 
-async def csv_rows(blobs: BlobStore, path: str) -> AsyncIterator[str]:
-    """Two passes over the export: the header is every column any record has."""
-    columns: dict[str, None] = {}
-    async for record in records(blobs, path):
-        columns.update(dict.fromkeys(flatten(record)))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
-    async for record in records(blobs, path):
-        writer.writerow(flatten(record))
-        if buffer.tell() > 1 << 16:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+async def csv_text(blobs: BlobStore, path: str) -> AsyncIterator[str]:
+    async for text, _rows in csv_chunks(blobs, path):
+        yield text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import time
 from typing import Any, TextIO
 
@@ -12,7 +11,7 @@ from backends.errors import InvalidInputError
 from backends.state import Execution, Progress
 from trawl.settings import Settings
 from worker.completion import Completion
-from worker.export_read import flatten, lines, records
+from worker.export_read import csv_chunks, lines
 from worker.paths import export_path
 
 FINAL = ("completed", "cancelled", "failed")
@@ -79,18 +78,12 @@ async def export_lines(settings: Settings, execution_id: str, fmt: str, out: Tex
     blobs = make_blobs(settings)
     try:
         path = export_path("", execution_id)
-        if fmt == "csv":
-            columns: dict[str, None] = {}  # every column, in the order they first appear
-            async for record in records(blobs, path):
-                columns.update(dict.fromkeys(flatten(record)))
-            writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
-            writer.writeheader()
-            count = 0
-            async for record in records(blobs, path):
-                writer.writerow(flatten(record))
-                count += 1
-            return count
         count = 0
+        if fmt == "csv":
+            async for text, rows in csv_chunks(blobs, path):
+                out.write(text)
+                count += rows
+            return count
         async for line in lines(blobs, path):
             out.write(line.decode("utf-8") + "\n")
             count += 1

@@ -6,6 +6,8 @@ large export never sits in memory whole.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,3 +48,26 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+async def csv_chunks(
+    blobs: BlobStore, path: str, chunk_chars: int = 1 << 16
+) -> AsyncIterator[tuple[str, int]]:
+    """The export as CSV text in pieces, each with how many rows it holds. Two passes over
+    the object: the header is every column any record has, in the order they first appear."""
+    columns: dict[str, None] = {}
+    async for record in records(blobs, path):
+        columns.update(dict.fromkeys(flatten(record)))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    rows = 0
+    async for record in records(blobs, path):
+        writer.writerow(flatten(record))
+        rows += 1
+        if buffer.tell() > chunk_chars:
+            yield buffer.getvalue(), rows
+            buffer.seek(0)
+            buffer.truncate()
+            rows = 0
+    yield buffer.getvalue(), rows

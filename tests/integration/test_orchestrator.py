@@ -172,11 +172,7 @@ async def test_post_start_crawl_and_read_back_the_records(
     assert plain == without_run_fields(embedded)
     assert plain == expected(site, base, "http")
 
-    async with http.get(f"{url}/records?format=csv", headers=auth) as response:
-        assert response.status == 200
-        header, *rows = (await response.text()).splitlines()
-        assert "data.name" in header.split(",")
-        assert len(rows) == len(served)
+    await check_csv(http, cluster, url, auth, records=len(served))
     async with http.get(f"{url}/outputs", headers=auth) as response:
         outputs = await response.json()
         kinds = {o["kind"] for o in outputs}
@@ -201,6 +197,20 @@ def check_failure_commands(cluster: Cluster, execution_id: str, failures: dict[s
     replay = cluster.run("failures", "replay", execution_id)
     assert replay.returncode == 1
     assert "is completed: only a running execution's dead letters are replayed" in replay.stderr
+
+
+async def check_csv(
+    http: aiohttp.ClientSession, cluster: Cluster, url: str, auth: Any, records: int
+) -> None:
+    """The API's CSV export: a flattened header, a row per record, as `trawl export` has it."""
+    async with http.get(f"{url}/records?format=csv", headers=auth) as response:
+        assert response.status == 200
+        csv_lines = (await response.text()).splitlines()
+    header, *rows = csv_lines
+    assert "data.name" in header.split(",")
+    assert len(rows) == records
+    execution_id = url.rsplit("/", 1)[-1]
+    assert cluster.export(execution_id, "csv").splitlines() == csv_lines
 
 
 def check_funnel(execution: dict[str, Any], records: int) -> None:
