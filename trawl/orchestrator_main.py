@@ -11,9 +11,9 @@ import uvicorn
 from backends.fetcher import Fetcher
 from orchestrator import Services, create_app
 from orchestrator.auth import create_key
-from orchestrator.services import Check, Limits
+from orchestrator.services import Limits
 from trawl import logs, otel
-from trawl.distributed import open_ports, open_state
+from trawl.distributed import open_ports, open_state, readiness_checks
 from trawl.embedded import open_fetchers
 from trawl.settings import Settings
 from worker.assemble import Ports
@@ -42,26 +42,6 @@ def services_for(settings: Settings, ports: Ports) -> Services:
         ),
         checks=readiness_checks(ports),
     )
-
-
-def readiness_checks(ports: Ports) -> dict[str, Check]:
-    """One cheap call per backend; /readyz runs them with a short timeout."""
-
-    async def postgres() -> None:
-        await ports.state.get_execution("readyz-probe")
-
-    async def redis() -> None:
-        await ports.seen.discard("readyz-probe", ["probe"])
-
-    async def pubsub() -> None:
-        ensure = getattr(ports.queue, "ensure_resources", None)
-        if ensure is not None:
-            await ensure()
-
-    async def gcs() -> None:
-        await ports.blobs.exists("readyz-probe")
-
-    return {"postgres": postgres, "redis": redis, "pubsub": pubsub, "gcs": gcs}
 
 
 async def run_orchestrator(settings: Settings) -> None:

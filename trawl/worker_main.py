@@ -10,7 +10,7 @@ import signal
 from backends.clock import SystemClock
 from backends.fetcher import Fetcher
 from trawl import logs, otel
-from trawl.distributed import open_ports, worker_id
+from trawl.distributed import open_ports, readiness_checks, worker_id
 from trawl.embedded import open_robots
 from trawl.settings import Settings
 from worker.assemble import Assembly, assemble
@@ -18,7 +18,7 @@ from worker.fetchers.browser import BrowserFetcher
 from worker.fetchers.http import HttpFetcher
 from worker.fetchers.lazy import LazyFetcher
 from worker.netguard import NetGuard
-from worker.service import Check, WorkerService, serve_health
+from worker.service import WorkerService, serve_health
 
 log = logging.getLogger("trawl.worker")
 
@@ -65,7 +65,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             max_inline_wait_s=DISTRIBUTED_INLINE_WAIT_S,
         )
         service = WorkerService(
-            parts.pipeline, grace_s=settings.shutdown_grace_s, checks=_checks(parts)
+            parts.pipeline,
+            grace_s=settings.shutdown_grace_s,
+            checks=readiness_checks(ports, ("postgres", "redis")),
         )
         await stack.enter_async_context(serve_health(service, settings.health_host, settings.port))
         sweeper = asyncio.create_task(_sweep(parts, stop))
@@ -87,18 +89,6 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             log.info("worker stopped", extra={"worker_id": name, "pubsub_calls": calls})
             if stop_telemetry is not None:
                 stop_telemetry()  # flush spans and metrics
-
-
-def _checks(parts: Assembly) -> dict[str, Check]:
-    state = parts.ports.state
-
-    async def postgres() -> None:
-        await state.get_execution("readyz-probe")
-
-    async def redis() -> None:
-        await parts.ports.seen.discard("readyz-probe", ["probe"])
-
-    return {"postgres": postgres, "redis": redis}
 
 
 async def _sweep(parts: Assembly, stop: asyncio.Event) -> None:
