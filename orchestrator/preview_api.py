@@ -10,7 +10,7 @@ from backends.errors import TrawlError
 from orchestrator.errors import COMMON, TooLarge, Unprocessable
 from orchestrator.models import PreviewOut, PreviewRequest
 from orchestrator.services import ServicesDep, Tenant
-from worker.preview import preview_page
+from worker.preview import phase_only, preview_page
 from workflows import Problem, Workflow, WorkflowInvalid, load_workflow, validate_data
 from workflows.urls import BadUrl, canonicalize
 
@@ -38,10 +38,8 @@ class PreviewController(Controller):
         except BadUrl as exc:
             raise WorkflowInvalid([Problem("url", str(exc))]) from None
         await services.guard.check_url(url)
-        one_phase = msgspec.structs.replace(workflow, phases=[workflow.phase(phase)])
-        one_phase = msgspec.structs.replace(one_phase, start_phase=None)
         try:
-            async with services.open_fetchers(one_phase) as fetchers:
+            async with services.open_fetchers(phase_only(workflow, phase)) as fetchers:
                 report = await preview_page(workflow, url, phase, data.depth, fetchers)
         except TrawlError as exc:
             raise Unprocessable(

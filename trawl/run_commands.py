@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from backends.errors import TrawlError
 from trawl.cli_common import EXIT_OK, CommandError, add_set_argument, load_workflow_arg
 from workflows import Workflow
@@ -134,12 +132,9 @@ async def preview(
 ) -> dict[str, Any]:
     """The record and the judged links of ``phase_name`` run on ``url``."""
     from trawl.embedded import open_fetchers
-    from worker.preview import preview_page
+    from worker.preview import phase_only, preview_page
 
-    one_phase = msgspec.structs.replace(
-        workflow, phases=[workflow.phase(phase_name)], start_phase=None
-    )
-    async with open_fetchers(one_phase, settings) as (fetchers, _robots):
+    async with open_fetchers(phase_only(workflow, phase_name), settings) as (fetchers, _robots):
         return await preview_page(workflow, url, phase_name, depth, fetchers)
 
 

@@ -11,12 +11,21 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from backends.fetcher import Fetcher
 from backends.state import Execution
 from nodes.chain import run_chain
 from worker.context import ExecutionContext
 from workflows.rules import Admit, CrawlRules
 from workflows.spec import Workflow
+
+
+def phase_only(workflow: Workflow, phase_name: str) -> Workflow:
+    """``workflow`` with just that phase: what to open fetchers for (a browser only if this
+    phase needs one)."""
+    phase = workflow.phase(phase_name)
+    return msgspec.structs.replace(workflow, phases=[phase], start_phase=None)
 
 
 async def preview_page(
