@@ -9,8 +9,11 @@ them all for a developer shell.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import time
+from collections.abc import Iterator
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
@@ -38,3 +41,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def env_restored(name: str) -> Iterator[None]:
+    """Put environment variable ``name`` back as it was (set or not) when the block ends."""
+    previous = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous

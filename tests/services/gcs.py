@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import port_open
+from tests.services import env_restored, port_open
 from tests.services.pubsub import start_detached, stop_detached
 
 HOST = "127.0.0.1"
@@ -118,15 +118,8 @@ def delete_bucket(client: Any, name: str) -> None:
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """The emulator's endpoint, with STORAGE_EMULATOR_HOST set for the session."""
-    previous = os.environ.get(ENV_VAR)
-    endpoint = use_gcs_emulator()
-    try:
-        yield endpoint
-    finally:
-        if previous is None:
-            os.environ.pop(ENV_VAR, None)
-        else:
-            os.environ[ENV_VAR] = previous
+    with env_restored(ENV_VAR):
+        yield use_gcs_emulator()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import port_open
+from tests.services import env_restored, port_open
 
 HOST = "127.0.0.1"
 PORT = 8085
@@ -182,15 +182,8 @@ def delete_project(project: str) -> None:
 @pytest.fixture(scope="session")
 def pubsub_emulator() -> Iterator[str]:
     """The emulator's address, with PUBSUB_EMULATOR_HOST set for the session."""
-    previous = os.environ.get(ENV_VAR)
-    address = use_pubsub_emulator()
-    try:
-        yield address
-    finally:
-        if previous is None:
-            os.environ.pop(ENV_VAR, None)
-        else:
-            os.environ[ENV_VAR] = previous
+    with env_restored(ENV_VAR):
+        yield use_pubsub_emulator()
 
 
 @pytest.fixture
