@@ -9,6 +9,7 @@ import signal
 
 from backends.clock import SystemClock
 from backends.fetcher import Fetcher
+from backends.state import TERMINAL_STATUSES
 from trawl import logs, otel
 from trawl.distributed import open_ports, readiness_checks, worker_id
 from trawl.embedded import open_robots
@@ -101,9 +102,15 @@ async def _sweep(parts: Assembly, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), STATUS_INTERVAL_S)
         for execution_id in parts.contexts.known():
             try:
-                await parts.contexts.refresh_status(execution_id)
+                execution = await parts.contexts.refresh_status(execution_id)
             except Exception as exc:  # a backend hiccup: the next round tries again
                 log.warning("status refresh failed: %s", exc, extra={"execution_id": execution_id})
+                continue
+            if execution is None or execution.status in TERMINAL_STATUSES:
+                # Nothing left to watch: without this, every execution a long-lived worker
+                # ever saw would be re-read every round. A late task reloads it (and is
+                # dropped, its execution having ended).
+                parts.contexts.forget(execution_id)
         if loop.time() < next_sweep:
             continue
         next_sweep = loop.time() + SWEEP_INTERVAL_S
