@@ -117,7 +117,16 @@ def compose(text: str | bytes, *, use_libyaml: bool | None = None) -> Node | Non
 
     The events are screened first, so a refused construct never reaches the composer.
     """
-    _screen(_loader(text, use_libyaml=use_libyaml))
+    try:
+        _screen(_loader(text, use_libyaml=use_libyaml))
+    except yaml.MarkedYAMLError as error:
+        if not _parser_nesting_limit(error):
+            raise
+        # Some libyaml releases stop at their own depth limit (1000) while scanning ahead,
+        # before the screen sees the 65th level. The pure-Python screen reports the same
+        # document the way every parser should: Trawl's limit, at the level that passed it.
+        _screen(PyStrictLoader(text))
+        raise
     loader = _loader(text, use_libyaml=use_libyaml)
     try:
         return loader.get_single_node()
@@ -152,6 +161,10 @@ def _screen(loader: PyStrictLoader | CStrictLoader) -> None:
                 depth -= 1
     finally:
         loader.dispose()
+
+
+def _parser_nesting_limit(error: yaml.MarkedYAMLError) -> bool:
+    return "maximum nesting depth" in (error.problem or "")
 
 
 def _rejected(problem: str, event: yaml.Event) -> YamlRejected:

@@ -272,6 +272,19 @@ def test_deep_nesting_is_refused_not_a_crash() -> None:
 
 
 @pytest.mark.usefixtures("yaml_parser")
+@pytest.mark.parametrize("levels", [65, 999, 1001, 1200])
+def test_deep_nesting_message_is_the_same_at_any_depth(levels: int) -> None:
+    # libyaml has a limit of its own (1000 levels, in some releases): what the user reads
+    # must not depend on which parser, or which release of it, is installed.
+    flow = "a: " + "[" * levels + "]" * levels
+    block = "".join(" " * i + f"k{i}:\n" for i in range(levels)) + " " * levels + "v: 1\n"
+    for text in (flow, block):
+        problem = only_problem(text)
+        assert problem.message.startswith("YAML error at line ")
+        assert problem.message.endswith(": nested deeper than 64 levels")
+
+
+@pytest.mark.usefixtures("yaml_parser")
 def test_python_tags_do_not_construct_objects() -> None:
     text = "name: !!python/object/apply:os.system ['true']\n"
     assert "could not determine a constructor" in only_problem(text).message
