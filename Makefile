@@ -4,12 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench clean system test-system services
+.PHONY: install lock test lint demo bench clean system test-system services
 
-$(STAMP): pyproject.toml
+# Everything comes from the committed lock (exact versions, with hashes), so a fresh clone
+# installs what CI tested. `make lock` refreshes it on purpose.
+LOCK := requirements/dev.lock
+RUNTIME_LOCK := requirements/runtime.lock
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
+
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(PIP) install -q --require-hashes --no-deps -r $(LOCK)
+	@$(PIP) install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -39,6 +47,14 @@ demo: install system
 
 bench: install test-system
 	$(BIN)/python -m bench.run
+
+# Re-resolve every dependency to the newest releases pyproject.toml allows (the dev lock:
+# runtime + dev tools; the runtime lock: what the Docker images install, the same versions).
+# Then run `make test` and commit pyproject.toml and requirements/ together.
+lock: $(STAMP)
+	$(COMPILE) --upgrade pyproject.toml --extra dev -o $(LOCK)
+	$(COMPILE) pyproject.toml requirements/build.in -c $(LOCK) -o $(RUNTIME_LOCK)
+	@rm -f $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
