@@ -4,9 +4,20 @@ them). Unknown fields in a request are an error, as everywhere in Trawl."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
+
+from workflows.spec import PhaseName
+
+# What a ``set`` override and a preview URL look like. The OpenAPI document states these
+# patterns (orchestrator/openapi.py); the handlers check the same things with messages a
+# person can read (``expected key=value, e.g. max_depth=2``) instead of a regex.
+OVERRIDE_PATTERN = r"^\s*[^.\[\]=\s]+(\.[^.\[\]=\s]+|\[[0-9]+\])*\s*="
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+"
+Override = Annotated[str, Meta(min_length=2, max_length=65_536, examples=["max_pages=100"])]
+HttpUrl = Annotated[str, Meta(min_length=1, max_length=8192, examples=["https://shop.example/"])]
 
 
 class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -34,7 +45,7 @@ class WorkflowOut(_Out, frozen=True):
 class StartRequest(_In, frozen=True):
     """``set``: overrides as ``trawl run --set`` takes them, e.g. ``max_pages=100``."""
 
-    set: list[str] = []
+    set: Annotated[list[Override], Meta(max_length=1000)] = []
 
 
 class Pages(_Out, frozen=True):
@@ -101,10 +112,10 @@ class OutputOut(_Out, frozen=True):
 class PreviewRequest(_In, frozen=True):
     """``workflow``: the document, as a JSON object or as YAML/JSON text."""
 
-    workflow: dict[str, Any] | str
-    url: str
-    phase: str | None = None
-    depth: int = 0
+    workflow: dict[str, Any] | Annotated[str, Meta(min_length=1)]
+    url: HttpUrl
+    phase: PhaseName | None = None
+    depth: Annotated[int, Meta(ge=0, le=10_000)] = 0
 
 
 class PreviewLink(_Out, frozen=True):

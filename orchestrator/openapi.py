@@ -8,10 +8,15 @@ from litestar.openapi.spec import (
     Link,
     OpenAPI,
     OpenAPIResponse,
+    OpenAPIType,
     Operation,
     PathItem,
     RequestBody,
+    Schema,
 )
+
+from orchestrator.models import OVERRIDE_PATTERN, URL_PATTERN
+from workflows.spec import PhaseName
 
 # (path, method, status) -> {link name: (target path, target method, {param: expression})}
 LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
@@ -53,6 +58,7 @@ def refine(schema: OpenAPI) -> None:
     for name in STRICT_BODIES:
         if name in schemas:
             schemas[name].additional_properties = False
+    _constrain_nested(schemas)
     paths = schema.paths or {}
     for path, method in OPTIONAL_BODIES:
         body = _operation(paths, path, method).request_body
@@ -76,3 +82,38 @@ def _operation(paths: dict[str, PathItem], path: str, method: str) -> Operation:
     operation = getattr(paths[path], method)
     assert isinstance(operation, Operation), f"no {method} {path}"
     return operation
+
+
+def _pattern(annotated: object) -> str:
+    pattern = getattr(annotated, "__metadata__", ())[0].pattern
+    assert isinstance(pattern, str)
+    return pattern
+
+
+def _constrain_nested(schemas: dict[str, Schema]) -> None:
+    """Litestar drops constraints inside list items and unions; the handlers (msgspec)
+    enforce them, so the document states them too: a client or fuzzer that follows the
+    schema is never refused for a request's shape."""
+    start = schemas.get("StartRequest")
+    if start is not None and start.properties:
+        items = start.properties["set"]
+        assert isinstance(items, Schema) and isinstance(items.items, Schema)
+        items.items.pattern = OVERRIDE_PATTERN
+    preview = schemas.get("PreviewRequest")
+    if preview is not None and preview.properties:
+        url = preview.properties["url"]
+        assert isinstance(url, Schema)
+        url.pattern = URL_PATTERN
+        preview.properties["phase"] = Schema(
+            one_of=[
+                Schema(type=OpenAPIType.STRING, pattern=_pattern(PhaseName)),
+                Schema(type=OpenAPIType.NULL),
+            ]
+        )
+        preview.properties["workflow"] = Schema(
+            description="The workflow document: a JSON object, or its YAML/JSON text.",
+            one_of=[
+                Schema(type=OpenAPIType.OBJECT, additional_properties=Schema()),
+                Schema(type=OpenAPIType.STRING, min_length=1),
+            ],
+        )

@@ -31,8 +31,6 @@ class PreviewController(Controller):
         if phase not in {p.name for p in workflow.phases}:
             names = ", ".join(p.name for p in workflow.phases)
             raise WorkflowInvalid([Problem("phase", f"no phase {phase!r} (the phases: {names})")])
-        if not 0 <= data.depth <= 10_000:
-            raise WorkflowInvalid([Problem("depth", "must be between 0 and 10000")])
         try:
             url = canonicalize(data.url)
         except BadUrl as exc:

@@ -20,13 +20,14 @@ from backends.state import StoredWorkflow
 from orchestrator.errors import COMMON, Conflict, TooLarge, Unprocessable
 from orchestrator.models import WorkflowOut, WorkflowSummary
 from orchestrator.services import ServicesDep, Tenant
-from workflows import Format, Workflow, load_workflow
+from workflows import Format, Workflow, load_workflow, workflow_json_schema
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 WORKFLOW_DOC = (
-    "A workflow document (WORKFLOWS.md) as YAML or JSON; the Content-Type says which "
-    "(application/yaml or application/json). `trawl schema` prints its JSON Schema."
+    "A workflow document (docs/workflows.md) as YAML or JSON; the Content-Type says which "
+    "(application/yaml or application/json). Either way the document is a mapping; "
+    "`trawl schema` prints its full JSON Schema."
 )
 
 
@@ -44,16 +45,6 @@ EXAMPLE: dict[str, Any] = {
         }
     ],
 }
-EXAMPLE_YAML = """\
-name: example-shop
-start_urls: ["https://shop.example/"]
-max_depth: 3
-phases:
-  - name: page
-    nodes:
-      - {type: extract, fields: {title: h1}}
-      - {type: extract_links, limit: 50}
-"""
 
 
 @dataclass
@@ -65,14 +56,32 @@ class WorkflowBodyOperation(Operation):
             required=True,
             description=WORKFLOW_DOC,
             content={
-                "application/yaml": OpenAPIMediaType(
-                    schema=Schema(type=OpenAPIType.STRING), example=EXAMPLE_YAML
-                ),
-                "application/json": OpenAPIMediaType(
-                    schema=Schema(type=OpenAPIType.OBJECT), example=EXAMPLE
-                ),
+                # YAML text whose document is a workflow mapping: described as the mapping
+                # (clients and fuzzers serialise it to YAML), not as "any string".
+                "application/yaml": OpenAPIMediaType(schema=document_schema(), example=EXAMPLE),
+                "application/json": OpenAPIMediaType(schema=document_schema(), example=EXAMPLE),
             },
         )
+
+
+def document_schema() -> Schema:
+    """The outline every workflow document has; `trawl schema` has the rest."""
+    spec = workflow_json_schema()["$defs"]["Workflow"]
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["name", "start_urls", "phases"],
+        properties={
+            "name": Schema(type=OpenAPIType.STRING, pattern=spec["properties"]["name"]["pattern"]),
+            "start_urls": Schema(
+                type=OpenAPIType.ARRAY,
+                items=Schema(type=OpenAPIType.STRING, min_length=1),
+                min_items=1,
+            ),
+            "phases": Schema(
+                type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.OBJECT), min_items=1
+            ),
+        },
+    )
 
 
 def body_format(request: Request[Any, Any, Any]) -> Format:
