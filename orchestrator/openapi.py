@@ -85,7 +85,9 @@ def _operation(paths: dict[str, PathItem], path: str, method: str) -> Operation:
 
 
 def _pattern(annotated: object) -> str:
-    pattern = getattr(annotated, "__metadata__", ())[0].pattern
+    """The regex of an ``Annotated[str, Meta(pattern=...)]`` type."""
+    (meta,) = getattr(annotated, "__metadata__", ())
+    pattern = meta.pattern
     assert isinstance(pattern, str)
     return pattern
 
