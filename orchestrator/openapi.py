@@ -86,8 +86,8 @@ def _operation(paths: dict[str, PathItem], path: str, method: str) -> Operation:
 
 def _pattern(annotated: object) -> str:
     """The regex of an ``Annotated[str, Meta(pattern=...)]`` type."""
-    (meta,) = getattr(annotated, "__metadata__", ())
-    pattern = meta.pattern
+    metadata: tuple[object, ...] = getattr(annotated, "__metadata__", ())
+    pattern = getattr(metadata[0], "pattern", None)
     assert isinstance(pattern, str)
     return pattern
 
