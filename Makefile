@@ -50,9 +50,11 @@ bench: install test-system
 
 # Re-resolve every dependency to the newest releases pyproject.toml allows (the dev lock:
 # runtime + dev tools; the runtime lock: what the Docker images install, the same versions).
+# `make lock UPGRADE=` after adding a dependency keeps every other pin as it is.
 # Then run `make test` and commit pyproject.toml and requirements/ together.
+UPGRADE ?= --upgrade
 lock: $(STAMP)
-	$(COMPILE) --upgrade pyproject.toml --extra dev -o $(LOCK)
+	$(COMPILE) $(UPGRADE) pyproject.toml --extra dev -o $(LOCK)
 	$(COMPILE) pyproject.toml requirements/build.in -c $(LOCK) -o $(RUNTIME_LOCK)
 	@rm -f $(STAMP)
 

@@ -2,26 +2,26 @@
 
 A link is kept when all the given conditions hold: its marker is one of ``markers`` (a link
 without a marker fails this when ``markers`` is given), ``min_depth <= depth <= max_depth``,
-its URL matches one of ``include`` (when non-empty) and none of ``exclude`` (``re.search``,
+its URL matches one of ``include`` (when non-empty) and none of ``exclude`` (RE2 syntax, searched,
 so patterns match anywhere unless anchored). Links emitted after the filter are untouched.
 """
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from nodes.context import NodeContext
 from nodes.page import Page
+from workflows import regex
 from workflows.spec import FilterNode
 
 
 @lru_cache(maxsize=1024)
-def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+def _compile(patterns: tuple[str, ...]) -> tuple[regex.Pattern, ...]:
     """Compiled once per pattern list, not once per page."""
     try:
-        return tuple(re.compile(p) for p in patterns)
-    except re.error as exc:
+        return tuple(regex.compile_pattern(p) for p in patterns)
+    except regex.RegexError as exc:
         raise ValueError(f"filter: bad regex in {list(patterns)!r}: {exc}") from exc
 
 

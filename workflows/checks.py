@@ -14,17 +14,15 @@ from urllib.parse import urlsplit
 from lxml import etree
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
+from workflows import regex
+
 _EMPTY_DOCUMENT = LexborHTMLParser("")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
 def regex_error(pattern: str) -> str | None:
-    """Why ``pattern`` is not a Python regex, if it is not."""
-    try:
-        re.compile(pattern)
-    except re.error as error:
-        return f"invalid regex: {error}"
-    return None
+    """Why ``pattern`` is not a regex Trawl can run (RE2 syntax), if it is not."""
+    return regex.error(pattern)
 
 
 def css_error(selector: str) -> str | None:

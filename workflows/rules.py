@@ -7,9 +7,9 @@ live in the runtime, which asks ``CrawlRules.judge`` first and then its own stat
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 
+from workflows import regex
 from workflows.spec import Phase, Transition, Workflow
 from workflows.urls import BadUrl, canonicalize, host_of
 
@@ -38,7 +38,7 @@ class Admit:
 class _CompiledTransition:
     to: str
     marker: str | None
-    url: re.Pattern[str] | None
+    url: regex.Pattern | None
     min_depth: int | None
     max_depth: int | None
 
@@ -57,7 +57,7 @@ def _compile_transition(t: Transition) -> _CompiledTransition:
     return _CompiledTransition(
         to=t.to,
         marker=w.marker,
-        url=re.compile(w.url) if w.url is not None else None,
+        url=regex.compile_pattern(w.url) if w.url is not None else None,
         min_depth=w.min_depth,
         max_depth=w.max_depth,
     )
@@ -84,8 +84,8 @@ class CrawlRules:
         domains = scope.allowed_domains or [host_of(u) for u in workflow.start_urls]
         self._exact = frozenset(d.lower().rstrip(".") for d in domains if not d.startswith("*."))
         self._suffixes = tuple(d.lower()[1:] for d in domains if d.startswith("*."))
-        self._include = [re.compile(p) for p in scope.include]
-        self._exclude = [re.compile(p) for p in scope.exclude]
+        self._include = [regex.compile_pattern(p) for p in scope.include]
+        self._exclude = [regex.compile_pattern(p) for p in scope.exclude]
         self._transitions = {
             p.name: [_compile_transition(t) for t in p.transitions] for p in workflow.phases
         }

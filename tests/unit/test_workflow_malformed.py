@@ -201,8 +201,8 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
         "bad-regex-scope",
         HEAD + "scope: {include: ['(unclosed'], exclude: ['ok', '*bad']}\n" + ONE_PHASE,
         [
-            ("scope.include[0]", "invalid regex: missing ), unterminated subpattern"),
-            ("scope.exclude[1]", "invalid regex: nothing to repeat"),
+            ("scope.include[0]", "invalid regex: missing ) at '(unclosed'"),
+            ("scope.exclude[1]", "invalid regex: no argument for repetition operator at '*'"),
         ],
     ),
     (
@@ -218,12 +218,12 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
         "bad-regex-field",
         HEAD + ONE_PHASE + "    nodes:\n      - type: extract\n"
         "        fields: {price: {css: .price, regex: '[0-9'}}\n",
-        [("phases[0].nodes[0].fields.price.regex", "invalid regex: unterminated character set")],
+        [("phases[0].nodes[0].fields.price.regex", "invalid regex: missing ] at '[0-9'")],
     ),
     (
         "bad-regex-when-url",
         HEAD + ONE_PHASE + "    transitions:\n      - {when: {url: '+x'}, to: a}\n",
-        [("phases[0].transitions[0].when.url", "invalid regex: nothing to repeat")],
+        [("phases[0].transitions[0].when.url", "invalid regex: no argument for repetition operator")],
     ),
     (
         "bad-css-links",
