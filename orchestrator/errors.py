@@ -27,6 +27,7 @@ from litestar.status_codes import (
 
 from backends.errors import InvalidInputError, PermanentError, RetryableError, TrawlError
 from workflows import WorkflowInvalid
+from workflows.isolated import OffloadFailed
 
 log = logging.getLogger("trawl.orchestrator")
 
@@ -91,8 +92,16 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     return Response(_body(500, detail), status_code=500)
 
 
+def on_offload_failed(request: Request[Any, Any, Any], exc: OffloadFailed) -> Response[Any]:
+    """A workflow that could not be checked within its time or memory: the tenant's input
+    is too costly, so a 422 saying which limit it hit."""
+    detail = f"the workflow could not be checked: {exc}"
+    return Response(_body(422, detail, {"error_class": "workflow_too_costly"}), status_code=422)
+
+
 HANDLERS: dict[int | type[Exception], Any] = {
     WorkflowInvalid: on_workflow_invalid,
+    OffloadFailed: on_offload_failed,
     TrawlError: on_trawl_error,
     HTTPException: on_http_error,
     Exception: on_unexpected,

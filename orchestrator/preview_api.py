@@ -7,11 +7,12 @@ from litestar import Controller, post
 from litestar.params import JSONBody
 
 from backends.errors import TrawlError
+from orchestrator.admission import admit_body, admit_object
 from orchestrator.errors import COMMON, TooLarge, Unprocessable
 from orchestrator.models import PreviewOut, PreviewRequest
-from orchestrator.services import ServicesDep, Tenant
+from orchestrator.services import Services, ServicesDep, Tenant
 from worker.preview import phase_only, preview_page
-from workflows import Problem, Workflow, WorkflowInvalid, load_workflow, validate_data
+from workflows import Problem, Workflow, WorkflowInvalid
 from workflows.urls import BadUrl, canonicalize
 
 
@@ -26,7 +27,7 @@ class PreviewController(Controller):
         """The record the phase makes of the page and each link with the phase it would go
         to (or why it would be dropped). 422 for an invalid workflow, a URL the deployment
         may not fetch, or a page that cannot be fetched."""
-        workflow = to_workflow(data.workflow, services.limits.max_request_bytes)
+        workflow = await to_workflow(services, data.workflow)
         phase = data.phase or workflow.first_phase
         if phase not in {p.name for p in workflow.phases}:
             names = ", ".join(p.name for p in workflow.phases)
@@ -46,11 +47,11 @@ class PreviewController(Controller):
         return msgspec.convert(report, PreviewOut)
 
 
-def to_workflow(document: dict[str, object] | str, max_bytes: int) -> Workflow:
+async def to_workflow(services: Services, document: dict[str, object] | str) -> Workflow:
     try:
         if isinstance(document, str):
-            return load_workflow(document, max_bytes=max_bytes)
-        return validate_data(document)
+            return await admit_body(services, document.encode(), "yaml")
+        return await admit_object(services, document)
     except WorkflowInvalid as exc:
         # Paths inside the document, under the request's ``workflow`` field.
         raise WorkflowInvalid(

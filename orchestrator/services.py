@@ -13,6 +13,8 @@ from litestar.di import NamedDependency
 
 from backends.fetcher import Fetcher
 from worker.assemble import Ports
+from workflows.ceilings import Ceilings
+from workflows.isolated import Offload
 from workflows.spec import Workflow
 
 Check = Callable[[], Awaitable[None]]
@@ -37,7 +39,9 @@ class Limits:
     max_request_bytes: int = 1024 * 1024
     max_running_executions: int = 10
     events_interval_s: float = 1.0
+    stall_after_s: float = 180.0  # no task finished this long: shown as stalled
     check_timeout_s: float = 2.0
+    ceilings: Ceilings = field(default_factory=Ceilings)
 
 
 @dataclass(slots=True)
@@ -47,6 +51,8 @@ class Services:
     guard: UrlGuard
     limits: Limits = field(default_factory=Limits)
     checks: dict[str, Check] = field(default_factory=dict)
+    # Parsing and validating tenants' workflows, in helper processes with a deadline.
+    admission: Offload = field(default_factory=Offload)
 
 
 # How handlers ask for them (Litestar's dependency injection, by name).

@@ -17,10 +17,11 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.params import FromPath, QueryParameter, RawBody
 
 from backends.state import StoredWorkflow
+from orchestrator.admission import admit_body
 from orchestrator.errors import COMMON, Conflict, TooLarge, Unprocessable
 from orchestrator.models import WorkflowOut, WorkflowSummary
-from orchestrator.services import ServicesDep, Tenant
-from workflows import Format, Workflow, load_workflow, workflow_json_schema
+from orchestrator.services import Services, ServicesDep, Tenant
+from workflows import Format, Workflow, workflow_json_schema
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
@@ -89,9 +90,10 @@ def body_format(request: Request[Any, Any, Any]) -> Format:
     return "yaml" if content_type in YAML_TYPES else "json"
 
 
-def parse_workflow(data: bytes, fmt: Format, max_bytes: int) -> Workflow:
-    """The validated workflow; ``WorkflowInvalid`` (a 422) lists every problem."""
-    return load_workflow(data, fmt=fmt, max_bytes=max_bytes)
+async def parse_workflow(services: Services, data: bytes, fmt: Format) -> Workflow:
+    """The validated workflow within the deployment's ceilings; ``WorkflowInvalid`` (a 422)
+    lists every problem."""
+    return await admit_body(services, data, fmt)
 
 
 def summary(stored: StoredWorkflow) -> WorkflowSummary:
@@ -138,7 +140,7 @@ class WorkflowsController(Controller):
         tenant: Tenant,
     ) -> WorkflowOut:
         """Store a new workflow (version 1). 409 if the name exists: PUT makes a new version."""
-        workflow = parse_workflow(body, body_format(request), services.limits.max_request_bytes)
+        workflow = await parse_workflow(services, body, body_format(request))
         if await services.ports.state.get_workflow(tenant, workflow.name) is not None:
             raise Conflict(
                 detail=f"workflow {workflow.name!r} exists; PUT /v1/workflows/{workflow.name} "
@@ -181,7 +183,7 @@ class WorkflowsController(Controller):
         """Store a new version; running executions keep the version they started with."""
         if await services.ports.state.get_workflow(tenant, name) is None:
             raise not_found(name)
-        workflow = parse_workflow(body, body_format(request), services.limits.max_request_bytes)
+        workflow = await parse_workflow(services, body, body_format(request))
         if workflow.name != name:
             raise Unprocessable(
                 detail="1 problem",

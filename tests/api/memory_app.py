@@ -81,5 +81,8 @@ async def memory_api(
     services = memory_services(tmp_path, guard=guard, limits=limits, checks=checks)
     queue = services.ports.queue
     assert isinstance(queue, MemoryTaskQueue)
-    async with AsyncTestClient(app=create_app(services)) as client:
-        yield Api(client, services, queue)
+    try:
+        async with AsyncTestClient(app=create_app(services)) as client:
+            yield Api(client, services, queue)
+    finally:
+        await services.admission.close()
