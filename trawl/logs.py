@@ -17,6 +17,7 @@ import msgspec
 from opentelemetry import trace
 
 from worker.telemetry import EXECUTION_ID
+from workflows.redact import redact_text, use_params
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -31,10 +32,10 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "severity": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
         }
         entry.update(
-            (key, value)
+            (key, redact_text(value) if isinstance(value, str) else value)
             for key, value in vars(record).items()
             if key not in _STANDARD and not key.startswith("_")
         )
@@ -46,17 +47,27 @@ class JsonFormatter(logging.Formatter):
         if execution_id is not None:
             entry.setdefault("execution_id", execution_id)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact_text(self.formatException(record.exc_info))
         return _encoder.encode(entry).decode("utf-8", "replace")
 
 
-def configure(fmt: str = "json", level: int = logging.INFO) -> None:
-    """Route the root logger to stdout in ``fmt`` (``json`` or ``text``)."""
+class TextFormatter(logging.Formatter):
+    """Plain lines, URLs redacted like the JSON ones."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+def configure(fmt: str = "json", level: int = logging.INFO, redact_params: str = "") -> None:
+    """Route the root logger to stdout in ``fmt`` (``json`` or ``text``). URLs in lines and
+    spans lose their credentials and the values of the query parameters named in
+    ``redact_params`` (comma-separated globs; empty: a default list of token names)."""
+    use_params(redact_params.split(","))
     handler = logging.StreamHandler(sys.stdout)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -50,6 +50,24 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice and Sheets
+# (=HYPERLINK(...) in a scraped title would run on the analyst's machine): such text gets
+# a leading apostrophe, which spreadsheets show as text and do not display.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def safe_cell(value: Any) -> Any:
+    """``value`` as a CSV cell that no spreadsheet evaluates."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One record as a CSV row: flattened, every text cell made safe."""
+    return {key: safe_cell(value) for key, value in flatten(record).items()}
+
+
 async def csv_chunks(
     blobs: BlobStore, path: str, chunk_chars: int = 1 << 16
 ) -> AsyncIterator[tuple[str, int]]:
@@ -63,7 +81,7 @@ async def csv_chunks(
     writer.writeheader()
     rows = 0
     async for record in records(blobs, path):
-        writer.writerow(flatten(record))
+        writer.writerow(csv_row(record))
         rows += 1
         if buffer.tell() > chunk_chars:
             yield buffer.getvalue(), rows

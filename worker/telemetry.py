@@ -33,6 +33,7 @@ from opentelemetry.trace import (
 )
 
 from backends.task import Task
+from workflows.redact import redact_url
 
 SCOPE = "trawl.worker"
 
@@ -105,7 +106,7 @@ class Telemetry:
             "trawl.execution_id": task.execution_id,
             "trawl.phase": task.phase,
             "trawl.depth": task.depth,
-            "url.full": task.url,
+            "url.full": redact_url(task.url),  # no credentials or tokens in traces
         }
         if task.marker:
             attributes["trawl.marker"] = task.marker
