@@ -41,7 +41,9 @@ def create_app(services: Services) -> Litestar:
     """The API over ``services``; the caller owns their lifecycle."""
 
     async def tenant(request: Request[Any, Any, Any]) -> str:
-        return await tenant_of(request, services.ports.state)
+        return await tenant_of(
+            request, services.ports.state, services.ports.limiter, services.limits.quotas
+        )
 
     def provide_services() -> Services:
         return services

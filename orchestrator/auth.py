@@ -14,7 +14,9 @@ from typing import Any
 from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 
+from backends.ratelimit import RateLimiter
 from backends.state import StateStore
+from orchestrator.quotas import Quotas, take_request_permit
 
 PREFIX = "trawl_"
 
@@ -34,13 +36,22 @@ async def create_key(state: StateStore, tenant: str) -> str:
     return key
 
 
-async def tenant_of(request: Request[Any, Any, Any], state: StateStore) -> str:
-    """The tenant of the request's bearer key; 401 without a valid one."""
+async def tenant_of(
+    request: Request[Any, Any, Any],
+    state: StateStore,
+    limiter: RateLimiter | None = None,
+    quotas: Quotas | None = None,
+) -> str:
+    """The tenant of the request's bearer key; 401 without a valid one, 429 when the key
+    is over its request rate."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
-    tenant = await state.tenant_for_key(hash_key(key.strip()))
+    key_hash = hash_key(key.strip())
+    tenant = await state.tenant_for_key(key_hash)
     if tenant is None:
         raise NotAuthorizedException("unknown API key")
+    if limiter is not None and quotas is not None:
+        await take_request_permit(limiter, key_hash, quotas)
     return tenant

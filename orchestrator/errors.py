@@ -16,6 +16,7 @@ from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     NotFoundException,
+    TooManyRequestsException,
 )
 from litestar.status_codes import (
     HTTP_409_CONFLICT,
@@ -44,8 +45,9 @@ class TooLarge(ClientException):
     status_code = HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 
-# What every authenticated endpoint can answer besides its own success.
-COMMON = [NotAuthorizedException, NotFoundException]
+# What every authenticated endpoint can answer besides its own success (429: the key is
+# over its request rate).
+COMMON = [NotAuthorizedException, NotFoundException, TooManyRequestsException]
 
 
 def invalid_workflow(error: WorkflowInvalid) -> Unprocessable:

@@ -10,6 +10,7 @@ from backends.errors import TrawlError
 from orchestrator.admission import admit_body, admit_object
 from orchestrator.errors import COMMON, TooLarge, Unprocessable
 from orchestrator.models import PreviewOut, PreviewRequest
+from orchestrator.quotas import preview_slot
 from orchestrator.services import Services, ServicesDep, Tenant
 from worker.preview import phase_only, preview_page
 from workflows import Problem, Workflow, WorkflowInvalid
@@ -38,7 +39,10 @@ class PreviewController(Controller):
             raise WorkflowInvalid([Problem("url", str(exc))]) from None
         await services.guard.check_url(url)
         try:
-            async with services.open_fetchers(phase_only(workflow, phase)) as fetchers:
+            async with (
+                preview_slot(services.ports.limiter, tenant, services.limits.quotas),
+                services.open_fetchers(phase_only(workflow, phase)) as fetchers,
+            ):
                 report = await preview_page(workflow, url, phase, data.depth, fetchers)
         except TrawlError as exc:
             raise Unprocessable(

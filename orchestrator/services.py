@@ -12,6 +12,7 @@ from typing import Protocol
 from litestar.di import NamedDependency
 
 from backends.fetcher import Fetcher
+from orchestrator.quotas import Quotas, StreamSlots
 from worker.assemble import Ports
 from workflows.ceilings import Ceilings
 from workflows.isolated import Offload
@@ -42,6 +43,7 @@ class Limits:
     stall_after_s: float = 180.0  # no task finished this long: shown as stalled
     check_timeout_s: float = 2.0
     ceilings: Ceilings = field(default_factory=Ceilings)
+    quotas: Quotas = field(default_factory=Quotas)
 
 
 @dataclass(slots=True)
@@ -53,6 +55,7 @@ class Services:
     checks: dict[str, Check] = field(default_factory=dict)
     # Parsing and validating tenants' workflows, in helper processes with a deadline.
     admission: Offload = field(default_factory=Offload)
+    streams: StreamSlots = field(default_factory=StreamSlots)
 
 
 # How handlers ask for them (Litestar's dependency injection, by name).

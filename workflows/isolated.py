@@ -28,6 +28,8 @@ import msgspec
 
 T = TypeVar("T")
 _HEADER = struct.Struct("!I")
+_READY = b"R"
+START_TIMEOUT_S = 60.0
 MAX_ANSWER_BYTES = 64 << 20
 
 
@@ -51,6 +53,18 @@ class _Helper:
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
+        # A new helper says it is ready once its imports are done: starting one does not
+        # eat into the deadline of the job it is started for.
+        stdout = self.process.stdout
+        assert stdout is not None
+        try:
+            ready = self._read(stdout, 1, time.monotonic() + START_TIMEOUT_S)
+        except (TimeoutError, EOFError):
+            self.kill()
+            raise OffloadFailed("a helper process did not start") from None
+        if ready != _READY:
+            self.kill()
+            raise OffloadFailed("a helper process did not start")
 
     @property
     def alive(self) -> bool:
@@ -126,12 +140,14 @@ class Offload:
         with self._free:
             with self._lock:
                 helper = self._idle.pop()
+            try:
                 if helper is None or not helper.alive:
                     helper = _Helper(self._memory_bytes)
-                    self._helpers.add(helper)
-            try:
+                    with self._lock:
+                        self._helpers.add(helper)
                 return helper.call(request, self.timeout_s)
             except (TimeoutError, EOFError, OSError) as exc:
+                assert helper is not None
                 helper.kill()  # mid-job or dead: never reused
                 with self._lock:
                     self._helpers.discard(helper)
@@ -162,6 +178,8 @@ def _serve(memory_bytes: int) -> None:
     import workflows.admit  # noqa: F401  (the jobs' imports, paid once at start)
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout.write(_READY)
+    stdout.flush()
     while True:
         header = stdin.read(_HEADER.size)
         if len(header) < _HEADER.size:

@@ -86,3 +86,28 @@ async def memory_api(
             yield Api(client, services, queue)
     finally:
         await services.admission.close()
+
+
+@contextlib.asynccontextmanager
+async def served(services: Services) -> AsyncIterator[str]:
+    """The app over ``services`` behind a real uvicorn on a free port (the test client runs
+    the app on a loop of its own and one request at a time: concurrency needs a server)."""
+    import asyncio
+
+    import uvicorn
+
+    from tests.services import free_port
+
+    port = free_port()
+    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_config=None)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+                await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        await services.admission.close()
