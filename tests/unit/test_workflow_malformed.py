@@ -223,7 +223,12 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     (
         "bad-regex-when-url",
         HEAD + ONE_PHASE + "    transitions:\n      - {when: {url: '+x'}, to: a}\n",
-        [("phases[0].transitions[0].when.url", "invalid regex: no argument for repetition operator")],
+        [
+            (
+                "phases[0].transitions[0].when.url",
+                "invalid regex: no argument for repetition operator",
+            )
+        ],
     ),
     (
         "bad-css-links",
