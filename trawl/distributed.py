@@ -11,7 +11,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 
 import msgspec
 
@@ -105,27 +105,3 @@ async def submit(
     spec_json = msgspec.json.encode(workflow).decode()
     version = await ports.state.put_workflow(tenant, workflow.name, source_text, spec_json)
     return await start_execution(ports, workflow, tenant=tenant, version=version, params=params)
-
-
-def readiness_checks(
-    ports: Ports, names: Sequence[str] = ("postgres", "redis", "pubsub", "gcs")
-) -> dict[str, Callable[[], Awaitable[None]]]:
-    """One cheap call per backend, for /readyz (run with a short timeout): the orchestrator
-    checks all four, a worker the two it cannot work without."""
-
-    async def postgres() -> None:
-        await ports.state.get_execution("readyz-probe")
-
-    async def redis() -> None:
-        await ports.seen.discard("readyz-probe", ["probe"])
-
-    async def pubsub() -> None:
-        ensure = getattr(ports.queue, "ensure_resources", None)
-        if ensure is not None:
-            await ensure()
-
-    async def gcs() -> None:
-        await ports.blobs.exists("readyz-probe")
-
-    checks = {"postgres": postgres, "redis": redis, "pubsub": pubsub, "gcs": gcs}
-    return {name: checks[name] for name in names}

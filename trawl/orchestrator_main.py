@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Mapping
 
 import uvicorn
@@ -11,10 +12,13 @@ import uvicorn
 from backends.fetcher import Fetcher
 from orchestrator import Services, create_app
 from orchestrator.auth import create_key
+from orchestrator.quotas import Quotas
 from orchestrator.services import Limits
 from trawl import logs, otel
-from trawl.distributed import open_ports, open_state, readiness_checks
+from trawl.distributed import open_ports, open_state
 from trawl.embedded import open_fetchers
+from trawl.listen import bind_port
+from trawl.readiness import readiness_checks
 from trawl.settings import Settings
 from worker.assemble import Ports
 from worker.netguard import NetGuard
@@ -25,7 +29,7 @@ log = logging.getLogger("trawl.orchestrator")
 
 def services_for(settings: Settings, ports: Ports) -> Services:
     """The API's services over ``ports``, as this deployment's settings say."""
-    guard = NetGuard(allow_private=settings.allow_private_networks)
+    guard = NetGuard(allow_private=settings.allow_private_networks, allow=settings.allow_networks)
 
     @contextlib.asynccontextmanager
     async def preview_fetchers(workflow: Workflow) -> AsyncIterator[Mapping[str, Fetcher]]:
@@ -39,25 +43,42 @@ def services_for(settings: Settings, ports: Ports) -> Services:
         limits=Limits(
             max_request_bytes=settings.max_request_bytes,
             max_running_executions=settings.max_running_executions,
+            stall_after_s=settings.stall_after_s,
+            ceilings=settings.ceilings(),
+            quotas=Quotas(
+                api_requests_per_s=settings.api_requests_per_s,
+                api_burst=settings.api_burst,
+                previews_per_s=settings.previews_per_s,
+                preview_burst=settings.preview_burst,
+                previews_at_once=settings.previews_at_once,
+                streams_at_once=settings.streams_at_once,
+            ),
         ),
-        checks=readiness_checks(ports),
+        checks=readiness_checks(ports, "orchestrator"),
     )
 
 
-async def run_orchestrator(settings: Settings) -> None:
+async def run_orchestrator(settings: Settings) -> int:
     """Serve the API until SIGTERM/SIGINT (uvicorn handles both and drains requests)."""
-    logs.configure(settings.log_format)
-    stop_telemetry = otel.configure("trawl-orchestrator")
+    # The port first: taken, it is one line on stderr before any backend is contacted.
+    sock = bind_port(settings.api_host, settings.port, host_setting="TRAWL_API_HOST")
     try:
-        await _serve(settings)
+        logs.configure(settings.log_format, redact_params=settings.redact_query_params)
+        stop_telemetry = otel.configure("trawl-orchestrator")
+        try:
+            await _serve(settings, sock)
+        finally:
+            if stop_telemetry is not None:
+                stop_telemetry()
     finally:
-        if stop_telemetry is not None:
-            stop_telemetry()
+        sock.close()
+    return 0
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, sock: socket.socket) -> None:
     async with open_ports(settings) as ports:
-        app = create_app(services_for(settings, ports))
+        services = services_for(settings, ports)
+        app = create_app(services)
         config = uvicorn.Config(
             app,
             host=settings.api_host,
@@ -67,7 +88,10 @@ async def _serve(settings: Settings) -> None:
             timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         )
         log.info("orchestrator listening", extra={"port": settings.port})
-        await uvicorn.Server(config).serve()
+        try:
+            await uvicorn.Server(config).serve(sockets=[sock])
+        finally:
+            await services.admission.close()
 
 
 async def new_key(settings: Settings, tenant: str) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 import msgspec
 from dotenv import dotenv_values
 
+from workflows.ceilings import Ceilings
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every setting, read from ``TRAWL_<NAME>`` (``PORT`` for ``port``)."""
@@ -31,14 +33,58 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_concurrency: int = 32
     worker_id: str | None = None  # default: hostname-pid
     shutdown_grace_s: float = 8.0  # Cloud Run allows 10 s after SIGTERM
+    backend_outage_s: float = 300.0  # how long a backend may be down before a worker gives up
     chromium_path: str | None = None
-    allow_private_networks: bool = False
+    allow_private_networks: bool = False  # deprecated: RFC 1918 + loopback; see allow_networks
+    allow_networks: str = ""  # networks and hosts crawls may reach: "10.0.0.0/8,intranet.example"
     log_format: str = "json"  # json | text
+    # Query parameters whose values logs and traces mask (comma-separated globs, e.g.
+    # "token,*_key"); empty: a built-in list of token, key, password and signature names.
+    redact_query_params: str = ""
     health_host: str = "127.0.0.1"  # 0.0.0.0 in containers
     port: int = 8080
     api_host: str = "127.0.0.1"  # the orchestrator's bind address; 0.0.0.0 in containers
     max_request_bytes: int = 1024 * 1024  # a workflow body or preview request, at most
     max_running_executions: int = 10  # per tenant: pending or running at once
+    # Quotas of the API (docs/tenants.md): requests per key, previews and event streams per
+    # tenant.
+    api_requests_per_s: float = 20.0
+    api_burst: int = 40
+    previews_per_s: float = 1.0
+    preview_burst: int = 5
+    previews_at_once: int = 2
+    streams_at_once: int = 10
+    reconcile_after_s: float = 300.0  # no progress this long: re-publish lost tasks
+    stall_after_s: float = 180.0  # no task finished this long: the execution shows as stalled
+
+    # What any one workflow may ask for on this deployment (workflows/ceilings.py); the
+    # orchestrator refuses more with a 422. `trawl run` ignores them.
+    ceiling_max_body_bytes: int = 20 * 1024 * 1024
+    ceiling_max_fetch_timeout_s: float = 120.0
+    ceiling_max_script_timeout_s: float = 30.0
+    ceiling_max_requests_per_second: float = 100.0
+    ceiling_max_burst: int = 100
+    ceiling_max_concurrency_per_host: int = 32
+    ceiling_max_pages: int = 1_000_000
+    ceiling_max_depth: int = 50
+    ceiling_max_attempts: int = 10
+    ceiling_max_backoff_s: float = 300.0
+    ceiling_max_items: int = 1000
+
+    def ceilings(self) -> Ceilings:
+        """The ``ceiling_*`` settings as the validator takes them."""
+        prefix = "ceiling_"
+        values = {
+            name[len(prefix) :]: getattr(self, name)
+            for name in self.__struct_fields__
+            if name.startswith(prefix)
+        }
+        return Ceilings(**values)
+
+    def __post_init__(self) -> None:
+        from worker.netguard import AllowList  # a bad allow-list fails here, in one line
+
+        AllowList.parse(self.allow_networks)
 
     def chromium(self) -> str | None:
         """The Chromium to launch: the configured one, else a system one, else Playwright's."""

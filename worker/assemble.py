@@ -19,6 +19,7 @@ from backends.state import StateStore
 from worker.completion import Completion
 from worker.context import ExecutionCache
 from worker.frontier import Frontier
+from worker.outage import DEFAULT_OUTAGE_BUDGET_S
 from worker.pipeline import Pipeline
 from worker.process import MAX_INLINE_WAIT_S, TaskProcessor
 from worker.robots import RobotsCache
@@ -62,6 +63,7 @@ def assemble(
     drain_timeout_s: float | None = None,
     max_inline_wait_s: float = MAX_INLINE_WAIT_S,
     telemetry: Telemetry | None = None,
+    outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
 ) -> Assembly:
     """Wire receive → process → sink → ack over ``ports``; completion runs after each flush."""
     contexts = ExecutionCache(ports.state)
@@ -86,6 +88,15 @@ def assemble(
         max_batch=sink_batch,
         max_delay_s=sink_delay_s,
         on_flushed=completion.check,
+        outage_budget_s=outage_budget_s,
     )
-    pipeline = Pipeline(queue=ports.queue, processor=processor, sink=sink, concurrency=concurrency)
+    pipeline = Pipeline(
+        queue=ports.queue,
+        processor=processor,
+        sink=sink,
+        concurrency=concurrency,
+        drain_timeout_s=drain_timeout_s,
+        outage_budget_s=outage_budget_s,
+        clock=clock,
+    )
     return Assembly(ports, contexts, frontier, completion, pipeline)

@@ -1,5 +1,11 @@
 """The worker's stage pipeline: receive → process (politeness, fetch, nodes, frontier) →
 sink → ack, joined by bounded queues so a slow stage pushes back instead of piling up tasks.
+
+A stage that dies ends the pipeline: ``run`` stops the others and raises StageFailed naming
+the stage and its error, within seconds. Stopping never waits on a stage without a bound:
+processors are cancelled again and again until they end (a cancel can be lost inside a
+client library, e.g. redis-py's ``wait_for`` on Python 3.11), see a stopping flag before
+taking another task, and are abandoned with an error in the log if they still will not end.
 """
 
 from __future__ import annotations
@@ -7,12 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
+from backends.clock import Clock, SystemClock
 from backends.queue import Delivery, TaskQueue
+from worker.outage import DEFAULT_OUTAGE_BUDGET_S, Outages, StageFailed, ride_out
 from worker.process import Outcome, TaskProcessor
-from worker.sink import Sink
+from worker.sink import Sink, hand_back
 
 log = logging.getLogger(__name__)
+
+# How long a stop keeps cancelling processors that will not end before abandoning them.
+CANCEL_DEADLINE_S = 5.0
+_CANCEL_EVERY_S = 0.05
 
 
 class Pipeline:
@@ -24,19 +37,33 @@ class Pipeline:
         sink: Sink,
         concurrency: int,
         drain_timeout_s: float | None = None,
+        outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
+        clock: Clock | None = None,
+        cancel_deadline_s: float = CANCEL_DEADLINE_S,
     ) -> None:
         self._queue = queue
         self._processor = processor
         self._sink = sink
         self._concurrency = concurrency
         # How long a stop waits for tasks in flight before handing them back; None: no limit.
-        self._drain_timeout_s = drain_timeout_s
+        self.drain_timeout_s = drain_timeout_s
+        self.outage_budget_s = outage_budget_s
+        self._clock = clock or SystemClock()
+        self._cancel_deadline_s = cancel_deadline_s
         self._intake: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=concurrency)
         self._outbox: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=concurrency * 4)
+        self._stopping = False
         self.in_flight = 0
 
+    @property
+    def outages(self) -> Outages:
+        """Backends the stages are waiting out right now (shared with the sink)."""
+        return self._sink.outages
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set; then finish what is in flight and flush the sink."""
+        """Run until ``stop`` is set; then finish what is in flight and flush the sink.
+        StageFailed if a stage dies first."""
+        self._stopping = False
         sink_task = asyncio.create_task(self._sink.run(self._outbox), name="sink")
         processors = [
             asyncio.create_task(self._process_loop(), name=f"processor-{i}")
@@ -44,21 +71,23 @@ class Pipeline:
         ]
         receiver = asyncio.create_task(self._receive_loop(), name="receiver")
         stopper = asyncio.create_task(stop.wait())
+        failure: StageFailed | None = None
         try:
             done, _ = await asyncio.wait(
                 [stopper, receiver, sink_task, *processors], return_when=asyncio.FIRST_COMPLETED
             )
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            failure = _first_failure(done - {stopper})
+            await self._shutdown(receiver, processors, sink_task)
         finally:
-            try:
-                await self._shutdown(receiver, processors, sink_task)
-            finally:
-                # Even when the shutdown itself is cancelled, no stage outlives the pipeline
-                # (what they held comes back from the queue after its ack deadline).
-                for task in (receiver, *processors, sink_task, stopper):
-                    task.cancel()
+            # Even when the shutdown itself is cancelled, no stage outlives the pipeline
+            # (what they held comes back from the queue after its ack deadline).
+            for task in (receiver, *processors, sink_task, stopper):
+                task.cancel()
+        if failure is not None:
+            raise failure
+        error = None if sink_task.cancelled() else sink_task.exception()
+        if error is not None:  # the last flush, after the stop, failed
+            raise StageFailed("sink", error)
 
     async def _shutdown(
         self,
@@ -66,38 +95,72 @@ class Pipeline:
         processors: list[asyncio.Task[None]],
         sink_task: asyncio.Task[None],
     ) -> None:
+        self._stopping = True
         receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiver
-        # Deliveries still in the intake were never started: hand them back. (Each one taken
-        # out is marked done, or the join below would wait for it forever.)
-        while not self._intake.empty():
-            delivery = self._intake.get_nowait()
-            self._intake.task_done()
-            with contextlib.suppress(Exception):
-                await delivery.nack(0.0)
+        await asyncio.wait([receiver])  # its end, whatever it was (run() reports failures)
+        # Deliveries still in the intake were never started: hand them back.
+        await self._hand_back_intake()
         # Tasks waiting for a politeness permit have not started either.
         self._processor.stop_waiting()
         # The rest finish, unless the sink is gone (they could not hand in their outcome) or
         # they take longer than the drain allows: then they are cancelled, and their
         # deliveries handed back.
-        drain = 0.0 if sink_task.done() else self._drain_timeout_s
-        try:
-            await asyncio.wait_for(self._intake.join(), drain)
-        except TimeoutError:
-            log.warning(
-                "%d tasks still in flight after the drain; handing them back", self.in_flight
-            )
-        for task in processors:
-            task.cancel()
-        await asyncio.gather(*processors, return_exceptions=True)
+        drain = 0.0 if sink_task.done() else self.drain_timeout_s
+        if self.in_flight:
+            waiter = asyncio.ensure_future(self._intake.join())
+            await asyncio.wait([waiter], timeout=drain)
+            if not waiter.done():
+                waiter.cancel()
+                log.warning(
+                    "%d tasks still in flight after the drain; handing them back", self.in_flight
+                )
+        await self._stop_processors(processors)
+        await self._hand_back_intake()
+        if sink_task.done():  # outcomes the dead sink never took: hand them back
+            left: list[Outcome] = []
+            while not self._outbox.empty():
+                outcome = self._outbox.get_nowait()
+                if outcome is not None:
+                    left.append(outcome)
+            await hand_back(left)
         if not sink_task.done():
             await self._outbox.put(None)
-        await sink_task
+            await asyncio.wait([sink_task])  # run() reports the sink's failure
+
+    async def _stop_processors(self, processors: list[asyncio.Task[None]]) -> None:
+        """Cancel until every processor has ended, for at most the cancel deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._cancel_deadline_s
+        pending = {p for p in processors if not p.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=_CANCEL_EVERY_S)
+            if pending and loop.time() >= deadline:
+                log.error(
+                    "%d processors ignored cancellation for %g s; abandoning them",
+                    len(pending),
+                    self._cancel_deadline_s,
+                )
+                return
+
+    async def _hand_back_intake(self) -> None:
+        # Each delivery taken out is marked done, or a join would wait for it forever.
+        while not self._intake.empty():
+            delivery = self._intake.get_nowait()
+            self._intake.task_done()
+            with contextlib.suppress(Exception):
+                await delivery.nack(0.0)
 
     async def _receive_loop(self) -> None:
         while True:
-            delivery = await self._queue.receive()
+            delivery = await ride_out(
+                self._queue.receive,
+                what="receiving tasks",
+                clock=self._clock,
+                budget_s=self.outage_budget_s,
+                outages=self.outages,
+            )
             try:
                 await self._intake.put(delivery)
             except asyncio.CancelledError:  # stopping with the intake full: hand it back
@@ -106,10 +169,16 @@ class Pipeline:
                 raise
 
     async def _process_loop(self) -> None:
-        while True:
+        # The stopping flag, not only the cancel, ends the loop: a processor whose cancel
+        # was swallowed must not wait on an intake that nothing fills any more.
+        while not self._stopping:
             delivery = await self._intake.get()
             self.in_flight += 1
             try:
+                if self._stopping:  # taken just as the stop began: never started
+                    with contextlib.suppress(Exception):
+                        await delivery.nack(0.0)
+                    continue
                 outcome = await self._processor.process(delivery)
                 if outcome is not None:
                     await self._outbox.put(outcome)
@@ -128,3 +197,12 @@ class Pipeline:
             finally:
                 self.in_flight -= 1
                 self._intake.task_done()
+
+
+def _first_failure(done: set[asyncio.Task[Any]]) -> StageFailed | None:
+    """Why a stage ended before the stop: its exception, or that it ended at all."""
+    for task in sorted(done, key=lambda t: t.get_name()):
+        if task.cancelled():
+            return StageFailed(task.get_name(), "cancelled")
+        return StageFailed(task.get_name(), task.exception() or "ended unexpectedly")
+    return None

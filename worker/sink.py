@@ -3,26 +3,36 @@
 A task is acked only after its record is durable in the BlobStore and its result counted in
 the StateStore; a crash in between means a redelivery, a second copy of the record in some
 part file, and an idempotent recount: at-least-once on the way, exactly-once in the export.
+
+Each backend call of a flush is retried on its own (same name, same arguments) while a
+backend outage lasts less than ``outage_budget_s``; past it, or on an error another try
+will not fix, the sink dies and with it the pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 
 from backends.blobs import BlobStore
 from backends.clock import Clock
 from backends.state import OutputObject, StateStore, TaskResult
+from worker.outage import DEFAULT_OUTAGE_BUDGET_S, Outages, ride_out
 from worker.paths import part_path
 from worker.process import Outcome
 
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
+
+T = TypeVar("T")
 
 # Called with each execution id whose counters a flush moved.
 OnFlushed = Callable[[str], Awaitable[object]]
@@ -40,6 +50,8 @@ class Sink:
         max_batch: int = 256,
         max_delay_s: float = 0.5,
         on_flushed: OnFlushed | None = None,
+        outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
+        outages: Outages | None = None,
     ) -> None:
         self._blobs = blobs
         self._state = state
@@ -50,6 +62,8 @@ class Sink:
         self._max_delay_s = max_delay_s
         self._on_flushed = on_flushed
         self._seq = 0
+        self.outage_budget_s = outage_budget_s
+        self.outages = outages or Outages()
 
     async def run(self, inbox: asyncio.Queue[Outcome | None]) -> None:
         """Drain ``inbox`` until it yields None, flushing by size or age."""
@@ -84,9 +98,17 @@ class Sink:
                 deadline = None
 
     async def flush(self, batch: list[Outcome]) -> None:
-        """Make a batch durable, count it, ack it."""
+        """Make a batch durable, count it, ack it; when that fails, hand the batch back
+        (to be done again, by this worker or another) and raise."""
         if not batch:
             return
+        try:
+            await self._flush(batch)
+        except Exception:
+            await hand_back(batch)
+            raise
+
+    async def _flush(self, batch: list[Outcome]) -> None:
         groups: dict[tuple[str, str], list[bytes]] = defaultdict(list)
         results: dict[str, list[TaskResult]] = defaultdict(list)
         for outcome in batch:
@@ -98,18 +120,34 @@ class Sink:
             self._seq += 1
             path = part_path(self._prefix, execution_id, phase, self._worker_id, self._seq)
             data = b"\n".join(lines) + b"\n"
-            await self._blobs.write(path, data)
-            await self._state.add_output(
-                execution_id,
-                OutputObject(path=path, size_bytes=len(data), records=len(lines), kind="part"),
-            )
+            output = OutputObject(path=path, size_bytes=len(data), records=len(lines), kind="part")
+            await self._retry(f"writing {path}", self._blobs.write, path, data)
+            await self._retry(f"registering {path}", self._state.add_output, execution_id, output)
         for execution_id, items in results.items():
-            await self._state.finish_tasks(execution_id, items)
+            await self._retry("counting results", self._state.finish_tasks, execution_id, items)
         for outcome in batch:
             try:
                 await outcome.delivery.ack()
             except Exception as exc:  # the task was counted; a redelivery is recounted as 0
                 log.warning("ack failed for %s: %s", outcome.delivery.task.url, exc)
         if self._on_flushed is not None:
+            on_flushed = self._on_flushed
             for execution_id in results:
-                await self._on_flushed(execution_id)
+                await self._retry("checking completion", on_flushed, execution_id)
+
+    async def _retry(self, what: str, fn: Callable[..., Awaitable[T]], *args: object) -> T:
+        """``fn(*args)``, tried again while a backend outage lasts less than the budget."""
+        return await ride_out(
+            functools.partial(fn, *args),
+            what=what,
+            clock=self._clock,
+            budget_s=self.outage_budget_s,
+            outages=self.outages,
+        )
+
+
+async def hand_back(outcomes: list[Outcome]) -> None:
+    """Nack each outcome's delivery (not acked: it was not, or not surely, counted)."""
+    for outcome in outcomes:
+        with contextlib.suppress(Exception):
+            await outcome.delivery.nack(0.0)

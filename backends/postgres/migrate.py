@@ -18,13 +18,17 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from backends.clock import SystemClock
 from backends.errors import InvalidInputError, PermanentError
 from backends.postgres.errors import describe_dsn, translate
-from backends.postgres.pool import retrying
+from backends.postgres.pool import PostgresPool, retrying
+
+if TYPE_CHECKING:
+    from backends.postgres.pool import Connection
 
 MIGRATIONS: Traversable = resources.files("backends.postgres") / "migrations"
 
@@ -122,3 +126,18 @@ async def _apply(
             migration.checksum,
         )
         return True
+
+
+async def missing_migrations(
+    pool: PostgresPool, *, directory: Traversable | Path | None = None
+) -> list[str]:
+    """The packaged migrations the database has not applied, in order (empty: the schema
+    is at the expected version). What readiness checks before a process starts work."""
+
+    async def applied(conn: Connection) -> set[str]:
+        if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
+            return set()
+        return {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+
+    done = await pool.run(applied, idempotent=True)
+    return [m.version for m in load_migrations(directory) if m.version not in done]

@@ -26,6 +26,8 @@ forgotten); the script is reloaded on the first call (NOSCRIPT is handled by red
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from importlib import resources
@@ -102,6 +104,14 @@ class RedisRateLimiter(RateLimiter):
         with retryable(self._address, "rate limiter acquire"):
             answer = await self._acquire(keys=self.keys(key), args=args)
         granted, retry_after = _decode(answer)
+        if _cancel_was_lost():
+            # redis-py's asyncio.wait_for (Python 3.11) returns the reply when the command
+            # finished as a cancel arrived, and the cancel is lost: a stopping worker's
+            # processor would carry on. Give the permit back and honour the cancel.
+            if granted:
+                with contextlib.suppress(Exception):
+                    await self._redis.zrem(self.keys(key)[1], lease_id)
+            raise asyncio.CancelledError
         if granted:
             return Grant(granted=True, lease_id=lease_id)
         return Grant(granted=False, retry_after_s=retry_after)
@@ -115,6 +125,12 @@ class RedisRateLimiter(RateLimiter):
     async def close(self) -> None:
         if self._owns_client:
             await self._redis.aclose()
+
+
+def _cancel_was_lost() -> bool:
+    """The running task was asked to cancel and is still running as if it had not been."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _decode(answer: Sequence[int | bytes | str]) -> tuple[bool, float]:

@@ -100,7 +100,10 @@ async def test_three_workers_crawl_the_shop_exactly(
             async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
                 body = await resp.json()
                 assert resp.status == 200, body
-                assert body == {"status": "ready", "checked": ["postgres", "redis"]}
+                assert body == {
+                    "status": "ready",
+                    "checked": ["gcs", "postgres", "pubsub", "redis"],
+                }
     # Graceful shutdown: SIGTERM drains and exits 0.
     assert cluster.stop_workers() == [0, 0, 0], cluster.all_logs()
     # Every worker did some of the work.

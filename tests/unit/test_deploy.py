@@ -57,6 +57,31 @@ _EVERYWHERE = {
     "OTEL_SDK_DISABLED": "OpenTelemetry's standard switch; telemetry is already off without "
     "an endpoint",
 }
+# Limits and tunings with safe defaults: a deployment sets them only to change them.
+_TUNABLE = {
+    **{
+        env_name(field): "a ceiling on what a workflow may ask for; docs/tenants.md"
+        for field in Settings.__struct_fields__
+        if field.startswith("ceiling_")
+    },
+    **dict.fromkeys(
+        (
+            "TRAWL_API_REQUESTS_PER_S",
+            "TRAWL_API_BURST",
+            "TRAWL_PREVIEWS_PER_S",
+            "TRAWL_PREVIEW_BURST",
+            "TRAWL_PREVIEWS_AT_ONCE",
+            "TRAWL_STREAMS_AT_ONCE",
+        ),
+        "an API quota with a safe default; docs/tenants.md",
+    ),
+    "TRAWL_REDACT_QUERY_PARAMS": "empty: the built-in list of token-like names is masked",
+    "TRAWL_BACKEND_OUTAGE_S": "how long a backend may be down before a worker exits (300 s); "
+    "docs/operations.md",
+    "TRAWL_RECONCILE_AFTER_S": "when lost tasks are re-published (300 s); docs/distributed.md",
+    "TRAWL_STALL_AFTER_S": "when an execution shows as stalled (180 s); docs/distributed.md",
+}
+_EVERYWHERE.update(_TUNABLE)
 _NO_BROWSER = {"TRAWL_CHROMIUM_PATH": "the orchestrator image has no browser"}
 _ON_CLOUD_RUN = {
     "STORAGE_EMULATOR_HOST": "real GCS on Cloud Run",
@@ -90,6 +115,7 @@ LEFT_AT_DEFAULT: dict[str, dict[str, str]] = {
         "TRAWL_GCS_PREFIX": "setup runs with --no-bucket",
         "TRAWL_SHUTDOWN_GRACE_S": "a one-shot job",
         "TRAWL_ALLOW_PRIVATE_NETWORKS": "setup fetches nothing",
+        "TRAWL_ALLOW_NETWORKS": "setup fetches nothing",
     },
 }
 
