@@ -14,7 +14,7 @@ work is still being discovered.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -74,6 +74,9 @@ class TaskResult(_Record, frozen=True):
     records: int = 0
     warnings: dict[str, int] = {}
     funnel: dict[str, int] = {}  # "stage|phase|marker" -> count, see FUNNEL_STAGES
+    # The warnings a field is to blame for, by "kind|field"; the store keeps a few example
+    # URLs of each (see WarningExample).
+    warning_fields: dict[str, int] = {}
 
 
 # The crawl funnel, per target phase and marker: links the pages emitted (discovered), those
@@ -124,6 +127,29 @@ class Failure(_Record, frozen=True):
     message: str
     attempt: int
     at: datetime
+
+
+# Example URLs kept per (execution, warning kind, phase, field): enough to find the page.
+MAX_WARNING_EXAMPLES = 3
+
+
+class WarningExample(_Record, frozen=True):
+    """How often one field of one phase gave one kind of warning, and the first few URLs."""
+
+    kind: str
+    phase: str
+    field: str
+    count: int
+    urls: list[str] = []
+
+
+class Activity(_Record, frozen=True):
+    """What tells a stalled execution from a slow one: when a task last finished, when a
+    worker last reported holding one (a lease), and when the counters were frozen."""
+
+    last_finished_at: datetime | None = None
+    last_leased_at: datetime | None = None
+    frozen_at: datetime | None = None
 
 
 class OutputObject(_Record, frozen=True):
@@ -208,13 +234,21 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     async def add_tasks(
-        self, execution_id: str, keys: Sequence[str], *, max_total: int = 0
+        self,
+        execution_id: str,
+        keys: Sequence[str],
+        *,
+        max_total: int = 0,
+        payloads: Sequence[str] | None = None,
     ) -> list[str]:
         """Register the keys of tasks about to be published and return the ones to publish:
         each key, once, in order, that is registered and unfinished after the call (new, or
         registered by an earlier attempt whose publish failed). Finished keys are left out.
         With ``max_total`` > 0 no new key is registered once ``published`` has reached it,
-        which is how ``max_pages`` holds across workers."""
+        which is how ``max_pages`` holds across workers. ``payloads`` (one per key, the
+        encoded task) are kept with newly registered keys so ``reclaim_tasks`` can publish a
+        lost task again; each key's registration time is kept too. Once the execution's
+        counters are frozen (``freeze``) nothing is registered and [] is returned."""
 
     @abc.abstractmethod
     async def remove_tasks(self, execution_id: str, keys: Sequence[str]) -> int:
@@ -225,7 +259,8 @@ class StateStore(abc.ABC):
     async def finish_tasks(self, execution_id: str, results: Sequence[TaskResult]) -> int:
         """Record outcomes; return how many counted. Only the first finish of a key counts,
         so redelivered duplicates change nothing. A key never added counts as added too, so
-        ``finished`` never exceeds ``published``."""
+        ``finished`` never exceeds ``published``. Nothing counts once the execution's
+        counters are frozen (``freeze``)."""
 
     @abc.abstractmethod
     async def progress(self, execution_id: str) -> Progress:
@@ -238,6 +273,64 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     async def failures(self, execution_id: str, *, limit: int = 100) -> list[Failure]:
         """Tasks that failed for good, newest first."""
+
+    async def iter_failures(self, execution_id: str) -> AsyncIterator[Failure]:
+        """Every task that failed for good, oldest first; adapters override this to read
+        in pages rather than all at once."""
+        for failure in reversed(await self.failures(execution_id, limit=1 << 62)):
+            yield failure
+
+    async def warning_examples(self, execution_id: str) -> list[WarningExample]:
+        """Warnings by kind, phase and field, with up to MAX_WARNING_EXAMPLES URLs each
+        (first finish of a task counts, as for the counters), sorted by kind, phase, field.
+        A store that keeps none returns []."""
+        return []
+
+    # -- reconciling, stalls and cancels (see worker/reconcile.py)
+
+    @abc.abstractmethod
+    async def lease_tasks(self, execution_id: str, keys: Sequence[str], until: datetime) -> int:
+        """A worker holds these tasks until ``until``: their unfinished keys are leased, and
+        the execution's ``last_leased_at`` is now. Return how many keys were leased."""
+
+    @abc.abstractmethod
+    async def live_leases(self, execution_id: str) -> int:
+        """How many unfinished tasks of the execution are leased past now."""
+
+    @abc.abstractmethod
+    async def reclaim_tasks(
+        self, execution_id: str, *, registered_before: datetime, limit: int = 1000
+    ) -> list[str]:
+        """The payloads of up to ``limit`` unfinished tasks registered (or last reclaimed)
+        before ``registered_before`` and not leased past now, oldest first; each counts as
+        registered now, so the next reclaim leaves it alone for as long again. Tasks
+        registered without a payload are left out."""
+
+    @abc.abstractmethod
+    async def activity(self, execution_id: str) -> Activity:
+        """When a task of the execution last finished and was last leased, and when its
+        counters were frozen (all None for an unknown execution)."""
+
+    @abc.abstractmethod
+    async def freeze(self, execution_id: str) -> bool:
+        """Stop the counters of an execution that has ended: from now on ``add_tasks`` and
+        ``finish_tasks`` change nothing for it. True if this call froze them (False: not
+        ended, unknown, or frozen already)."""
+
+    @abc.abstractmethod
+    async def sweep_candidates(self, *, stalled_before: datetime, limit: int = 100) -> list[str]:
+        """Executions a sweep should look at: running ones with unfinished tasks and no task
+        finished since ``stalled_before`` (nor started since), and cancelled ones whose
+        counters are not frozen yet."""
+
+    @abc.abstractmethod
+    async def claim(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take (or renew) the named claim for ``ttl_s`` seconds; False while another owner
+        holds it. How workers take turns at a sweep."""
+
+    @abc.abstractmethod
+    async def last_claimed(self, name: str) -> datetime | None:
+        """When the named claim was last taken or renewed, or None."""
 
     # -- outputs
 

@@ -1,6 +1,7 @@
 """The operator console: one page listing the tenant's executions, with live progress from
-the event stream and the funnel per phase and marker. The page is static; it asks for an
-API key and calls the same /v1 routes as any client (the key stays in the browser tab)."""
+the event stream, the funnel per phase and marker, and a stalled execution's likely cause.
+The page is static; it asks for an API key and calls the same /v1 routes as any client (the
+key stays in the browser tab)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 Starting publishes the start URLs (after the SSRF guard) exactly as ``trawl submit`` does.
 Cancelling stops workers from taking its tasks (they re-read its status every few seconds;
-tasks in flight finish or are dropped) and writes the export of what was done.
+tasks in flight finish or are dropped); once none is still working on one, its counters stop
+and the export of what was done is written (at once when no worker is running, else within
+seconds, see worker/reconcile.py). Reading one says whether it is stalled, and why.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from backends.errors import TrawlError
 from backends.state import FUNNEL_STAGES, TERMINAL_STATUSES, Execution, Progress
+from orchestrator.admission import admit_start
 from orchestrator.errors import COMMON, Conflict, TooLarge, Unprocessable
 from orchestrator.models import (
     ErrorCount,
+    ExecutionHealth,
     ExecutionOut,
     ExecutionSummary,
     FunnelRow,
@@ -30,15 +34,15 @@ from orchestrator.models import (
     StartRequest,
 )
 from orchestrator.services import ServicesDep, Tenant
-from worker.completion import Completion
-from worker.context import with_overrides
+from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, settle_cancel
+from worker.stall import OK, Health, health_of
 from worker.start import start_execution
 from workflows import Problem, WorkflowInvalid
 
 TOP_ERRORS = 5
 
 
-def execution_out(execution: Execution, progress: Progress) -> ExecutionOut:
+def execution_out(execution: Execution, progress: Progress, health: Health = OK) -> ExecutionOut:
     errors = sorted(progress.failures_by_class.items(), key=lambda kv: (-kv[1], kv[0]))
     return ExecutionOut(
         id=execution.id,
@@ -58,7 +62,17 @@ def execution_out(execution: Execution, progress: Progress) -> ExecutionOut:
         top_errors=[ErrorCount(error_class=k, count=v) for k, v in errors[:TOP_ERRORS]],
         warnings=progress.warnings,
         funnel=funnel_rows(progress),
+        health=ExecutionHealth(state=health.state, since=health.since, cause=health.cause),
     )
+
+
+async def current_out(services: ServicesDep, execution: Execution) -> ExecutionOut:
+    """The execution as GET shows it, health included."""
+    state = services.ports.state
+    progress = await state.progress(execution.id)
+    stall_after_s = services.limits.stall_after_s
+    health = await health_of(state, execution, progress, now=_now(), stall_after_s=stall_after_s)
+    return execution_out(execution, progress, health)
 
 
 def funnel_rows(progress: Progress) -> list[FunnelRow]:
@@ -94,7 +108,7 @@ class StartController(Controller):
     @post(
         "/",
         status_code=202,
-        raises=[*COMMON, TooLarge, Unprocessable, TooManyRequestsException],
+        raises=[*COMMON, TooLarge, Unprocessable],
     )
     async def start(
         self,
@@ -111,7 +125,7 @@ class StartController(Controller):
             raise NotFoundException(detail=f"no workflow {name!r}")
         overrides = list(data.set) if data is not None else []
         params: dict[str, object] = {"set": overrides} if overrides else {}
-        workflow = with_overrides(stored.spec_json, overrides)  # WorkflowInvalid: a 422
+        workflow = await admit_start(services, stored.spec_json, overrides)  # a 422 if bad
         await check_start_urls(services, workflow.start_urls)
         cap = services.limits.max_running_executions
         if await state.count_active_executions(tenant) >= cap:
@@ -189,13 +203,15 @@ class ExecutionsController(Controller):
     ) -> ExecutionOut:
         """Status, counters per phase and marker, pages per second, top error classes."""
         execution = await owned(services, tenant, execution_id)
-        return execution_out(execution, await services.ports.state.progress(execution_id))
+        return await current_out(services, execution)
 
     @post("/cancel", status_code=202, raises=[*COMMON, Conflict])
     async def cancel(
         self, execution_id: FromPath[str], services: ServicesDep, tenant: Tenant
     ) -> ExecutionOut:
-        """Stop it: workers drop its remaining tasks; the export holds what was done."""
+        """Stop it: workers drop its remaining tasks; once none works on one any more, the
+        counters stop and the export of what was done is written (at once when no worker is
+        running), so the two agree."""
         execution = await owned(services, tenant, execution_id)
         state = services.ports.state
         moved = await state.transition(
@@ -204,7 +220,8 @@ class ExecutionsController(Controller):
         if not moved:
             current = await state.get_execution(execution_id) or execution
             raise Conflict(detail=f"execution {execution_id} is already {current.status}")
-        await Completion(state, services.ports.blobs).finalize(execution_id)
+        if not await settle_cancel(state, services.ports.blobs, execution_id, now=_now()):
+            _settle_later(services, execution_id)
         cancelled = await owned(services, tenant, execution_id)
         return execution_out(cancelled, await state.progress(execution_id))
 
@@ -215,7 +232,32 @@ class ExecutionsController(Controller):
         """Progress as server-sent events: a ``progress`` event (the execution's JSON) when
         it changes, until the execution ends; then an ``end`` event."""
         await owned(services, tenant, execution_id)
-        return ServerSentEvent(progress_events(services, execution_id))
+        limit = services.limits.quotas.streams_at_once
+        stream = progress_events(services, execution_id)
+        return ServerSentEvent(services.streams.hold(tenant, limit, stream))
+
+
+_settling: set[asyncio.Task[None]] = set()
+
+
+def _settle_later(services: ServicesDep, execution_id: str) -> None:
+    """Write a cancelled execution's export once its workers let go (the workers' sweep does
+    it too, should this process stop first)."""
+
+    async def settle() -> None:
+        deadline = asyncio.get_running_loop().time() + CANCEL_SETTLE_S + 2 * LEASE_TTL_S
+        state, blobs = services.ports.state, services.ports.blobs
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(1.0)
+            try:
+                if await settle_cancel(state, blobs, execution_id, now=_now()):
+                    return
+            except TrawlError:
+                continue  # a backend hiccup: try again
+
+    task = asyncio.create_task(settle(), name=f"settle-{execution_id}")
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
 
 
 async def progress_events(
@@ -227,7 +269,7 @@ async def progress_events(
         execution = await state.get_execution(execution_id)
         if execution is None:
             return
-        body = msgspec.json.encode(execution_out(execution, await state.progress(execution_id)))
+        body = msgspec.json.encode(await current_out(services, execution))
         if body != last:
             last = body
             yield ServerSentEventMessage(data=body.decode(), event="progress")

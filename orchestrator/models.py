@@ -73,6 +73,16 @@ class FunnelRow(_Out, frozen=True):
     extracted: int = 0
 
 
+class ExecutionHealth(_Out, frozen=True):
+    """``ok``, or ``stalled``: tasks outstanding but none finished since ``since``, with the
+    likely ``cause`` (no worker running or pulling, tasks dead-lettered or lost, all waiting
+    on politeness)."""
+
+    state: str = "ok"
+    since: datetime | None = None
+    cause: str | None = None
+
+
 class ExecutionOut(_Out, frozen=True):
     id: str
     workflow: str
@@ -91,6 +101,7 @@ class ExecutionOut(_Out, frozen=True):
     top_errors: list[ErrorCount]
     warnings: dict[str, int]
     funnel: list[FunnelRow]
+    health: ExecutionHealth = msgspec.field(default_factory=ExecutionHealth)
 
 
 class ExecutionSummary(_Out, frozen=True):

@@ -21,6 +21,11 @@ from trawl.cli_common import EXIT_OK, CommandError, add_set_argument, load_workf
 from trawl.settings import Settings, load_settings
 
 EXIT_BACKEND = 3
+EXIT_TIMEOUT = 124  # status --wait / cancel gave up waiting (as timeout(1) does)
+LOCAL_RUN_HELP = (
+    "an execution id, or an embedded run's output: the --out directory of `trawl run` "
+    "(its newest run) or one run in it"
+)
 T = TypeVar("T")
 
 
@@ -77,7 +82,7 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     p = commands.add_parser("failures", help="an execution's failed tasks and dead letters")
     failures = p.add_subparsers(title="failures commands", metavar="COMMAND", required=True)
     f = failures.add_parser("list", help="tasks that failed for good, newest first")
-    f.add_argument("execution_id", metavar="ID")
+    f.add_argument("execution_id", metavar="ID", help=LOCAL_RUN_HELP)
     f.add_argument("--limit", type=int, default=50)
     f.set_defaults(handler=cmd_failures_list)
     f = failures.add_parser(
@@ -95,15 +100,52 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     add_set_argument(p)
     p.set_defaults(handler=cmd_submit)
 
-    p = commands.add_parser("status", help="an execution's status and counts")
+    p = commands.add_parser(
+        "status",
+        help="an execution's status and counts",
+        description="An execution's status, counts and health (stalled, with the likely "
+        f"cause). Exit codes: 0 ok; 1 no such execution; {EXIT_BACKEND} a backend cannot be "
+        f"reached; {EXIT_TIMEOUT} --wait gave up after --timeout before it had finished.",
+    )
     p.add_argument("execution_id", metavar="ID")
-    p.add_argument("--wait", action="store_true", help="wait until it has finished")
-    p.add_argument("--timeout", type=float, default=0, help="with --wait: give up after S s")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until it has finished (a cancelled one: until its export is written)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=0,
+        help=f"with --wait: give up after S s, exit code {EXIT_TIMEOUT}",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_status)
 
-    p = commands.add_parser("export", help="read an execution's export")
+    p = commands.add_parser(
+        "cancel",
+        help="cancel an execution; its export holds what was done",
+        description="Workers stop taking its tasks; once none is still working on one, its "
+        "counters stop and its export is written, so both agree. Waits for that up to "
+        f"--timeout S (then exit code {EXIT_TIMEOUT}; the workers' sweep writes it later).",
+    )
     p.add_argument("execution_id", metavar="ID")
+    p.add_argument("--timeout", type=float, default=90.0, help="wait this long at most")
+    p.set_defaults(handler=cmd_cancel)
+
+    p = commands.add_parser(
+        "reconcile",
+        help="publish again the tasks of an execution that the queue lost",
+        description="Tasks registered but unfinished for longer than --after S (default "
+        "TRAWL_RECONCILE_AFTER_S) that no worker holds are published again; prints how many. "
+        "Workers do this on their own once an execution makes no progress for that long.",
+    )
+    p.add_argument("execution_id", metavar="ID")
+    p.add_argument("--after", type=float, default=None, metavar="S")
+    p.set_defaults(handler=cmd_reconcile)
+
+    p = commands.add_parser("export", help="read an execution's export")
+    p.add_argument("execution_id", metavar="ID", help=LOCAL_RUN_HELP)
     p.add_argument("--out", help="a file (default: stdout)")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.set_defaults(handler=cmd_export)
@@ -164,6 +206,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from trawl import local_outputs
+
+    if local_outputs.is_local(args.execution_id):  # an embedded run's --out: no backends
+        return local_outputs.cmd_status(args.execution_id, as_json=args.json)
     from trawl.status import status
 
     settings = _settings()
@@ -176,8 +222,53 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         _print_status(report)
-    if args.wait and report["status"] not in ("completed", "cancelled", "failed"):
-        return EXIT_BACKEND
+    if args.wait and not _finished(report):
+        print(f"gave up waiting after {args.timeout:g} s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    return EXIT_OK
+
+
+def _finished(report: dict[str, Any]) -> bool:
+    return report["status"] in ("completed", "cancelled", "failed") and report["settled"]
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from trawl.status import cancel
+
+    settings = _settings()
+    before, report = _run(lambda: cancel(settings, args.execution_id, timeout_s=args.timeout))
+    if before is None:
+        raise CommandError(f"no execution {args.execution_id}", 1)
+    if report is None:
+        raise CommandError(f"execution {args.execution_id} is already {before.status}", 1)
+    _print_status(report)
+    if not _finished(report):
+        print(
+            f"cancelled; its export is written once no worker holds its tasks (gave up "
+            f"waiting after {args.timeout:g} s: trawl status {args.execution_id} --wait)",
+            file=sys.stderr,
+        )
+        return EXIT_TIMEOUT
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from trawl.status import reconcile_now
+
+    settings = _settings()
+    after = settings.reconcile_after_s if args.after is None else args.after
+    if after < 0:
+        raise CommandError("--after must not be negative", 2)
+    execution, count = _run(lambda: reconcile_now(settings, args.execution_id, after_s=after))
+    if execution is None:
+        raise CommandError(f"no execution {args.execution_id}", 1)
+    if execution.status != "running":
+        raise CommandError(
+            f"execution {args.execution_id} is {execution.status}: only a running "
+            "execution's tasks are re-published",
+            1,
+        )
+    print(f"re-published {count} task(s)")
     return EXIT_OK
 
 
@@ -195,15 +286,25 @@ def _print_status(report: dict[str, Any]) -> None:
     if report["failures_by_class"]:
         failures = ", ".join(f"{k} {v}" for k, v in sorted(report["failures_by_class"].items()))
         print(f"failures: {failures}")
+    health = report.get("health") or {}
+    if health.get("state") == "stalled":
+        print(f"stalled since {health['since']}: {health['cause']}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from trawl import local_outputs
     from trawl.status import export_lines
 
-    settings = _settings()
+    local = local_outputs.is_local(args.execution_id)
+    if local:
+        local_outputs.execution_dir(args.execution_id)  # no file written for a bad directory
+    settings = None if local else _settings()
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
-        count = _run(lambda: export_lines(settings, args.execution_id, args.format, out))
+        if settings is None:
+            count = local_outputs.cmd_export(args.execution_id, args.format, out)
+        else:
+            count = _run(lambda: export_lines(settings, args.execution_id, args.format, out))
     finally:
         if args.out:
             out.close()
@@ -216,16 +317,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from trawl.worker_main import run_worker
 
     settings = _settings()
-    _run(lambda: run_worker(settings))
-    return EXIT_OK
+    return _run(lambda: run_worker(settings))
 
 
 def cmd_orchestrator(args: argparse.Namespace) -> int:
     from trawl.orchestrator_main import run_orchestrator
 
     settings = _settings()
-    _run(lambda: run_orchestrator(settings))
-    return EXIT_OK
+    return _run(lambda: run_orchestrator(settings))
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -242,8 +341,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_failures_list(args: argparse.Namespace) -> int:
+    from trawl import local_outputs
     from trawl.distributed import open_state
 
+    if local_outputs.is_local(args.execution_id):  # an embedded run's --out: no backends
+        return local_outputs.cmd_failures_list(args.execution_id, limit=args.limit)
     settings = _settings()
 
     async def main() -> list[Any]:

@@ -1,24 +1,34 @@
-"""What ``trawl status`` and ``trawl export`` read: an execution's counts and its export."""
+"""What ``trawl status``, ``trawl cancel``, ``trawl reconcile`` and ``trawl export`` read and
+do: an execution's counts, its health, its cancel and its export."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from backends.blobs import BlobNotFound
+import msgspec
+
+from backends.blobs import BlobNotFound, BlobStore
 from backends.errors import InvalidInputError
-from backends.state import Execution, Progress
+from backends.state import Execution, Progress, StateStore
 from trawl.settings import Settings
 from worker.completion import Completion
 from worker.export_read import csv_chunks, lines
 from worker.paths import export_path
+from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, reconcile, settle_cancel
+from worker.stall import OK, Health, health_of
 
 FINAL = ("completed", "cancelled", "failed")
+POLL_S = 1.0
 
 
-def report(execution: Execution, progress: Progress) -> dict[str, Any]:
-    """The status of an execution as the command prints it (and as JSON)."""
+def report(
+    execution: Execution, progress: Progress, health: Health = OK, *, settled: bool = True
+) -> dict[str, Any]:
+    """The status of an execution as the command prints it (and as JSON). ``settled``: a
+    cancelled execution's counters are frozen and its export written."""
     return {
         "execution_id": execution.id,
         "workflow": execution.workflow,
@@ -31,13 +41,17 @@ def report(execution: Execution, progress: Progress) -> dict[str, Any]:
         "by_marker": progress.by_marker,
         "failures_by_class": progress.failures_by_class,
         "warnings": progress.warnings,
+        "health": msgspec.to_builtins(health),
+        "settled": settled,
     }
 
 
 async def status(
     settings: Settings, execution_id: str, *, wait: bool = False, timeout_s: float = 0
 ) -> dict[str, Any] | None:
-    """The execution's report; with ``wait``, once it has finished (or ``timeout_s``)."""
+    """The execution's report; with ``wait``, once it has finished (a cancelled one: once its
+    export is written) or ``timeout_s`` has passed (then ``settled`` or the status says it
+    has not finished)."""
     from trawl.distributed import make_blobs, open_state
 
     async with open_state(settings) as state:
@@ -49,17 +63,70 @@ async def status(
                 if execution is None:
                     return None
                 progress = await state.progress(execution_id)
-                done = execution.status in FINAL
+                settled = await _settled(state, blobs, execution, settings.gcs_prefix)
+                done = execution.status in FINAL and settled
                 if done or not wait or (deadline is not None and time.monotonic() > deadline):
-                    return report(execution, progress)
+                    health = await health_of(
+                        state, execution, progress, now=_now(), stall_after_s=settings.stall_after_s
+                    )
+                    return report(execution, progress, health, settled=settled)
                 if execution.status == "running" and progress.complete:
                     # Every task finished but nobody completed it (its last worker died
                     # between the two): complete it now, export included.
-                    await Completion(state, blobs).check(execution_id)
+                    await Completion(state, blobs, settings.gcs_prefix).check(execution_id)
                     continue
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(POLL_S)
         finally:
             await blobs.close()
+
+
+async def _settled(state: StateStore, blobs: BlobStore, execution: Execution, prefix: str) -> bool:
+    if execution.status != "cancelled":
+        return True
+    return await settle_cancel(state, blobs, execution.id, now=_now(), prefix=prefix)
+
+
+async def cancel(
+    settings: Settings, execution_id: str, *, timeout_s: float
+) -> tuple[Execution | None, dict[str, Any] | None]:
+    """Cancel a pending or running execution, then wait (up to ``timeout_s``) until no worker
+    writes for it any more and its export is written. The execution as it was (None: there
+    is none) and, if this call cancelled it, its report (else None)."""
+    from trawl.distributed import open_state
+
+    async with open_state(settings) as state:
+        execution = await state.get_execution(execution_id)
+        if execution is None:
+            return None, None
+        moved = await state.transition(
+            execution_id, "cancelled", from_statuses={"pending", "running"}
+        )
+        if not moved:
+            return await state.get_execution(execution_id) or execution, None
+    return execution, await status(settings, execution_id, wait=True, timeout_s=timeout_s)
+
+
+CANCEL_TIMEOUT_S = CANCEL_SETTLE_S + LEASE_TTL_S + 10.0
+
+
+async def reconcile_now(
+    settings: Settings, execution_id: str, *, after_s: float
+) -> tuple[Execution | None, int]:
+    """Publish again the unfinished tasks of a running execution that no worker holds and
+    that were registered more than ``after_s`` ago. The execution (None: there is none) and
+    how many were published (0 unless it is running)."""
+    from trawl.distributed import make_queue, open_state
+
+    async with open_state(settings) as state:
+        execution = await state.get_execution(execution_id)
+        if execution is None or execution.status != "running":
+            return execution, 0
+        queue = make_queue(settings)
+        try:
+            count = await reconcile(state, queue, execution_id, after_s=after_s, now=_now())
+        finally:
+            await queue.close()
+    return execution, count
 
 
 async def export_lines(settings: Settings, execution_id: str, fmt: str, out: TextIO) -> int:
@@ -92,3 +159,7 @@ async def export_lines(settings: Settings, execution_id: str, fmt: str, out: Tex
         raise InvalidInputError(f"execution {execution_id} has no export") from None
     finally:
         await blobs.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

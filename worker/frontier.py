@@ -19,11 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+import msgspec
+
 from backends.errors import RetryableError
 from backends.queue import TaskQueue
 from backends.seen import SeenSet
 from backends.state import StateStore, funnel_key
-from backends.task import Task
+from backends.task import Task, encode_task
 from nodes.context import Link
 from worker.context import ExecutionContext
 from worker.telemetry import current_trace
@@ -74,14 +76,10 @@ class Frontier:
         candidates = [a for a, is_new in zip(admits, fresh, strict=True) if is_new]
         if not candidates:
             return []
-        accepted = await self._state.add_tasks(
-            execution_id, [a.url for a in candidates], max_total=ctx.workflow.max_pages
-        )
-        accepted_set = set(accepted)
         # The current span (the task's, or the execution's for start URLs) parents theirs.
         trace = current_trace() or (parent.trace if parent is not None else {})
         now = time.time()
-        tasks = [
+        built = [
             Task(
                 execution_id=execution_id,
                 url=a.url,
@@ -93,8 +91,15 @@ class Frontier:
                 published_at=now,
             )
             for a in candidates
-            if a.url in accepted_set
         ]
+        accepted = await self._state.add_tasks(
+            execution_id,
+            [t.url for t in built],
+            max_total=ctx.workflow.max_pages,
+            payloads=[stored_task(t) for t in built],  # for the reconciler
+        )
+        accepted_set = set(accepted)
+        tasks = [t for t in built if t.url in accepted_set]
         if not tasks:
             return []
         try:
@@ -106,6 +111,12 @@ class Frontier:
             await self._seen.discard(execution_id, urls)
             raise RetryableError(f"publishing {len(tasks)} links failed: {exc}") from exc
         return tasks
+
+
+def stored_task(task: Task) -> str:
+    """What the StateStore keeps of a task to publish it again if the queue loses it (see
+    worker/reconcile.py): the task without its trace and timestamp."""
+    return encode_task(msgspec.structs.replace(task, trace={}, published_at=0.0)).decode()
 
 
 def claim_token(parent_url: str) -> str:

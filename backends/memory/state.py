@@ -7,15 +7,18 @@ which is what the Postgres adapter gets from transactions.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import msgspec
 
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
 from backends.state import (
+    MAX_WARNING_EXAMPLES,
     TERMINAL_STATUSES,
+    Activity,
     Execution,
     ExecutionStatus,
     Failure,
@@ -24,6 +27,7 @@ from backends.state import (
     StateStore,
     StoredWorkflow,
     TaskResult,
+    WarningExample,
     nest_funnel,
 )
 
@@ -49,6 +53,17 @@ class _Tasks:
     records: int = 0
     failures: list[Failure] = field(default_factory=list)
     outputs: dict[str, OutputObject] = field(default_factory=dict)
+    # For the reconciler: payloads and registration times of keys, leases, activity.
+    payloads: dict[str, str] = field(default_factory=dict)
+    registered_at: dict[str, datetime] = field(default_factory=dict)
+    leased_until: dict[str, datetime] = field(default_factory=dict)
+    last_finished_at: datetime | None = None
+    last_leased_at: datetime | None = None
+    frozen_at: datetime | None = None
+    # (kind, phase, field) -> [count, example URLs up to MAX_WARNING_EXAMPLES]
+    warning_examples: dict[tuple[str, str, str], tuple[list[int], list[str]]] = field(
+        default_factory=dict
+    )
 
 
 class MemoryStateStore(StateStore):
@@ -60,6 +75,7 @@ class MemoryStateStore(StateStore):
         self._executions: dict[str, Execution] = {}
         self._tasks: dict[str, _Tasks] = {}
         self._keys: dict[str, str] = {}
+        self._claims: dict[str, tuple[str, datetime, datetime]] = {}  # owner, at, until
 
     # -- workflows
 
@@ -169,9 +185,19 @@ class MemoryStateStore(StateStore):
     # -- tasks
 
     async def add_tasks(
-        self, execution_id: str, keys: Sequence[str], *, max_total: int = 0
+        self,
+        execution_id: str,
+        keys: Sequence[str],
+        *,
+        max_total: int = 0,
+        payloads: Sequence[str] | None = None,
     ) -> list[str]:
-        known = self._tasks.setdefault(execution_id, _Tasks()).finished_keys
+        tasks = self._tasks.setdefault(execution_id, _Tasks())
+        if tasks.frozen_at is not None:
+            return []
+        known = tasks.finished_keys
+        payload_of = dict(zip(keys, payloads, strict=True)) if payloads is not None else {}
+        now = self._clock.wall()
         accepted: list[str] = []
         for key in dict.fromkeys(keys):
             finished = known.get(key)
@@ -179,6 +205,9 @@ class MemoryStateStore(StateStore):
                 if max_total > 0 and len(known) >= max_total:
                     continue
                 known[key] = False
+                tasks.registered_at[key] = now
+                if key in payload_of:
+                    tasks.payloads[key] = payload_of[key]
                 accepted.append(key)
             elif not finished:
                 accepted.append(key)
@@ -192,18 +221,27 @@ class MemoryStateStore(StateStore):
         for key in keys:
             if tasks.finished_keys.get(key) is False:
                 del tasks.finished_keys[key]
+                tasks.payloads.pop(key, None)
+                tasks.registered_at.pop(key, None)
+                tasks.leased_until.pop(key, None)
                 removed += 1
         return removed
 
     async def finish_tasks(self, execution_id: str, results: Sequence[TaskResult]) -> int:
         tasks = self._tasks.setdefault(execution_id, _Tasks())
+        if tasks.frozen_at is not None:
+            return 0
         counted = 0
         for result in results:
             if tasks.finished_keys.get(result.key):
                 continue
             tasks.finished_keys[result.key] = True
+            tasks.payloads.pop(result.key, None)
+            tasks.leased_until.pop(result.key, None)
             counted += 1
             self._count(tasks, result)
+        if counted:
+            tasks.last_finished_at = self._clock.wall()
         return counted
 
     def _count(self, tasks: _Tasks, result: TaskResult) -> None:
@@ -215,6 +253,7 @@ class MemoryStateStore(StateStore):
         tasks.records += result.records
         tasks.warnings.update(result.warnings)
         tasks.funnel.update(result.funnel)
+        _keep_warning_examples(tasks, result)
         if outcome == "failed":
             error_class = result.error_class or "error"
             tasks.failures_by_class[error_class] += 1
@@ -253,6 +292,112 @@ class MemoryStateStore(StateStore):
             return []
         return tasks.failures[: -limit - 1 : -1]
 
+    async def iter_failures(self, execution_id: str) -> AsyncIterator[Failure]:
+        tasks = self._tasks.get(execution_id)
+        failures = tasks.failures if tasks is not None else []
+        for index in range(len(failures)):  # by index: the list may grow meanwhile
+            yield failures[index]
+
+    async def warning_examples(self, execution_id: str) -> list[WarningExample]:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None:
+            return []
+        return [
+            WarningExample(kind=kind, phase=phase, field=name, count=count[0], urls=list(urls))
+            for (kind, phase, name), (count, urls) in sorted(tasks.warning_examples.items())
+        ]
+
+    # -- reconciling, stalls and cancels
+
+    async def lease_tasks(self, execution_id: str, keys: Sequence[str], until: datetime) -> int:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None:
+            return 0
+        leased = 0
+        for key in dict.fromkeys(keys):
+            if tasks.finished_keys.get(key) is False:
+                tasks.leased_until[key] = until
+                leased += 1
+        if leased:
+            tasks.last_leased_at = self._clock.wall()
+        return leased
+
+    async def live_leases(self, execution_id: str) -> int:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None:
+            return 0
+        now = self._clock.wall()
+        return sum(
+            1
+            for key, until in tasks.leased_until.items()
+            if until > now and tasks.finished_keys.get(key) is False
+        )
+
+    async def reclaim_tasks(
+        self, execution_id: str, *, registered_before: datetime, limit: int = 1000
+    ) -> list[str]:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None or limit <= 0:
+            return []
+        now = self._clock.wall()
+        stale = sorted(
+            (at, key)
+            for key, at in tasks.registered_at.items()
+            if at < registered_before
+            and tasks.finished_keys.get(key) is False
+            and key in tasks.payloads
+            and tasks.leased_until.get(key, at) <= now
+        )[:limit]
+        for _, key in stale:
+            tasks.registered_at[key] = now
+        return [tasks.payloads[key] for _, key in stale]
+
+    async def activity(self, execution_id: str) -> Activity:
+        tasks = self._tasks.get(execution_id)
+        if tasks is None:
+            return Activity()
+        return Activity(
+            last_finished_at=tasks.last_finished_at,
+            last_leased_at=tasks.last_leased_at,
+            frozen_at=tasks.frozen_at,
+        )
+
+    async def freeze(self, execution_id: str) -> bool:
+        execution = self._executions.get(execution_id)
+        if execution is None or execution.status not in TERMINAL_STATUSES:
+            return False
+        tasks = self._tasks.setdefault(execution_id, _Tasks())
+        if tasks.frozen_at is not None:
+            return False
+        tasks.frozen_at = self._clock.wall()
+        return True
+
+    async def sweep_candidates(self, *, stalled_before: datetime, limit: int = 100) -> list[str]:
+        found: list[str] = []
+        for execution in sorted(self._executions.values(), key=lambda e: (e.created_at, e.id)):
+            tasks = self._tasks.get(execution.id)
+            if execution.status == "cancelled":
+                if tasks is None or tasks.frozen_at is None:
+                    found.append(execution.id)
+            elif execution.status == "running" and tasks is not None:
+                unfinished = tasks.finished < len(tasks.finished_keys)
+                last = tasks.last_finished_at or execution.started_at or execution.created_at
+                if unfinished and last < stalled_before:
+                    found.append(execution.id)
+        return found[:limit]
+
+    async def claim(self, name: str, owner: str, ttl_s: float) -> bool:
+        now = self._clock.wall()
+        held = self._claims.get(name)
+        if held is not None and held[0] != owner and held[2] > now:
+            return False
+        self._claims[name] = (owner, now, now + timedelta(seconds=ttl_s))
+        return True
+
+    async def last_claimed(self, name: str) -> datetime | None:
+        held = self._claims.get(name)
+        return None if held is None else held[1]
+
     # -- outputs
 
     async def add_output(self, execution_id: str, output: OutputObject) -> None:
@@ -263,3 +408,12 @@ class MemoryStateStore(StateStore):
         if tasks is None:
             return []
         return sorted(tasks.outputs.values(), key=lambda output: output.path)
+
+
+def _keep_warning_examples(tasks: _Tasks, result: TaskResult) -> None:
+    for key, count in result.warning_fields.items():
+        kind, _, name = key.partition("|")
+        counter, urls = tasks.warning_examples.setdefault((kind, result.phase, name), ([0], []))
+        counter[0] += count
+        if len(urls) < MAX_WARNING_EXAMPLES and result.url not in urls:
+            urls.append(result.url)

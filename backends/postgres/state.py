@@ -12,17 +12,19 @@ nothing reached the server (see ``PostgresPool``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
-from backends.postgres import tasks
+from backends.postgres import reconcile, tasks, warning_examples
 from backends.postgres.pool import PostgresPool
 from backends.state import (
     TERMINAL_STATUSES,
+    Activity,
     Execution,
     ExecutionStatus,
     Failure,
@@ -31,6 +33,7 @@ from backends.state import (
     StateStore,
     StoredWorkflow,
     TaskResult,
+    WarningExample,
 )
 
 if TYPE_CHECKING:
@@ -211,13 +214,21 @@ class PostgresStateStore(StateStore):
     # -- tasks
 
     async def add_tasks(
-        self, execution_id: str, keys: Sequence[str], *, max_total: int = 0
+        self,
+        execution_id: str,
+        keys: Sequence[str],
+        *,
+        max_total: int = 0,
+        payloads: Sequence[str] | None = None,
     ) -> list[str]:
         if not keys:
             return []
+        if payloads is not None and len(payloads) != len(keys):
+            raise ValueError("add_tasks: one payload per key")
+        at = self._clock.wall()
 
         async def op(conn: Connection) -> list[str]:
-            return await tasks.add(conn, execution_id, keys, max_total)
+            return await tasks.add(conn, execution_id, keys, max_total, payloads=payloads, at=at)
 
         # Idempotent: a second run hands back the same keys, registered and unfinished.
         return await self.pool.run(op, idempotent=True)
@@ -237,7 +248,9 @@ class PostgresStateStore(StateStore):
         at = self._clock.wall()
 
         async def op(conn: Connection) -> int:
-            return await tasks.finish(conn, execution_id, results, at)
+            if not any(r.warning_fields for r in results):
+                return await tasks.finish(conn, execution_id, results, at)
+            return await _finish_with_examples(conn, execution_id, results, at)
 
         # Idempotent for the counters (only a first finish counts); a second run after a
         # lost commit reports 0 counted, which no caller relies on.
@@ -257,6 +270,89 @@ class PostgresStateStore(StateStore):
             " WHERE execution_id = $1 ORDER BY id DESC LIMIT $2"
         )
         return [Failure(**row) for row in await self._fetch(query, execution_id, limit)]
+
+    async def iter_failures(self, execution_id: str) -> AsyncIterator[Failure]:
+        query = (
+            "SELECT id, key, url, phase, error_class, message, attempt, at FROM failures"
+            " WHERE execution_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )
+        after = 0
+        while True:
+            rows = await self._fetch(query, execution_id, after, FAILURES_PAGE)
+            for row in rows:
+                after = row.pop("id")
+                yield Failure(**row)
+            if len(rows) < FAILURES_PAGE:
+                return
+
+    async def warning_examples(self, execution_id: str) -> list[WarningExample]:
+        async def op(conn: Connection) -> list[WarningExample]:
+            return await warning_examples.read(conn, execution_id)
+
+        return await self.pool.run(op, idempotent=True)
+
+    # -- reconciling, stalls and cancels
+
+    async def lease_tasks(self, execution_id: str, keys: Sequence[str], until: datetime) -> int:
+        if not keys:
+            return 0
+        at = self._clock.wall()
+
+        async def op(conn: Connection) -> int:
+            return await reconcile.lease(conn, execution_id, keys, until, at)
+
+        return await self.pool.run(op, idempotent=True)
+
+    async def live_leases(self, execution_id: str) -> int:
+        row = await self._fetchrow(reconcile.LIVE_LEASES, execution_id, self._clock.wall())
+        return int(row["count"]) if row is not None else 0
+
+    async def reclaim_tasks(
+        self, execution_id: str, *, registered_before: datetime, limit: int = 1000
+    ) -> list[str]:
+        if limit <= 0:
+            return []
+        now = self._clock.wall()
+
+        async def op(conn: Connection) -> list[str]:
+            rows = await conn.fetch(reconcile.RECLAIM, execution_id, registered_before, now, limit)
+            return [str(row["task"]) for row in rows]
+
+        # Not idempotent: a second run would find these tasks just reclaimed.
+        return await self.pool.run(op, idempotent=False)
+
+    async def activity(self, execution_id: str) -> Activity:
+        async def op(conn: Connection) -> Activity:
+            return await reconcile.activity(conn, execution_id)
+
+        return await self.pool.run(op, idempotent=True)
+
+    async def freeze(self, execution_id: str) -> bool:
+        now = self._clock.wall()
+
+        async def op(conn: Connection) -> Any:
+            return await conn.fetchval(reconcile.FREEZE, execution_id, now)
+
+        return await self.pool.run(op, idempotent=False) is not None
+
+    async def sweep_candidates(self, *, stalled_before: datetime, limit: int = 100) -> list[str]:
+        rows = await self._fetch(reconcile.SWEEP_CANDIDATES, stalled_before, limit)
+        return [str(row["id"]) for row in rows]
+
+    async def claim(self, name: str, owner: str, ttl_s: float) -> bool:
+        now = self._clock.wall()
+        until = now + timedelta(seconds=ttl_s)
+
+        async def op(conn: Connection) -> Any:
+            return await conn.fetchval(reconcile.CLAIM, name, owner, now, until)
+
+        # Idempotent for one owner: a second run renews the claim it just took.
+        return await self.pool.run(op, idempotent=True) is not None
+
+    async def last_claimed(self, name: str) -> datetime | None:
+        row = await self._fetchrow(reconcile.LAST_CLAIMED, name)
+        claimed: datetime | None = None if row is None else row["claimed_at"]
+        return claimed
 
     # -- outputs
 
@@ -299,3 +395,25 @@ class PostgresStateStore(StateStore):
 
 def _execution(row: dict[str, Any]) -> Execution:
     return Execution(**{**row, "params": msgspec.json.decode(row["params"])})
+
+
+FAILURES_PAGE = 1000  # failures read per query by iter_failures
+
+
+async def _finish_with_examples(
+    conn: Connection, execution_id: str, results: Sequence[TaskResult], at: datetime
+) -> int:
+    """``tasks.finish`` plus the warning examples of the results that counted: the keys
+    unfinished before it (read under the counters lock), each key's first result."""
+    async with conn.transaction():
+        await conn.execute(warning_examples.LOCK, execution_id)
+        fresh = await warning_examples.unfinished(conn, execution_id, [r.key for r in results])
+        counted = await tasks.finish(conn, execution_id, results, at)
+        if counted:
+            firsts: dict[str, TaskResult] = {}
+            for result in results:
+                if result.key in fresh:
+                    firsts.setdefault(result.key, result)
+            examples = warning_examples.summarize(list(firsts.values()))
+            await warning_examples.record(conn, execution_id, examples)
+    return counted

@@ -27,21 +27,24 @@ from backends.state import Progress, TaskResult
 if TYPE_CHECKING:
     from backends.postgres.pool import Connection
 
-_LOCK_OR_CREATE = """
-INSERT INTO task_counters AS c (execution_id) VALUES ($1)
-ON CONFLICT (execution_id) DO UPDATE SET published = c.published
-RETURNING c.published
-"""
-
 _LOCK = "SELECT published FROM task_counters WHERE execution_id = $1 FOR UPDATE"
 
-# $2 keys, $3 how many new keys may still be registered (NULL: any).
+# Locks the row (creating it), and says whether the counters are frozen (see freeze).
+_LOCK_OR_CREATE_FROZEN = """
+INSERT INTO task_counters AS c (execution_id) VALUES ($1)
+ON CONFLICT (execution_id) DO UPDATE SET published = c.published
+RETURNING c.published, c.frozen_at IS NOT NULL AS frozen
+"""
+
+# $2 keys, $3 how many new keys may still be registered (NULL: any), $4 the encoded tasks
+# (shorter than $2, e.g. empty: NULL for the rest), $5 now.
 _ADD = """
 WITH input AS (
-    SELECT DISTINCT ON (k.hash) k.key, k.hash, k.ord
+    SELECT DISTINCT ON (k.hash) k.key, k.hash, k.ord, k.payload
     FROM (
-        SELECT key, ord, sha256(convert_to(key, 'UTF8')) AS hash
-        FROM unnest($2::text[]) WITH ORDINALITY AS k(key, ord)
+        SELECT key, ord, payload, sha256(convert_to(key, 'UTF8')) AS hash
+        FROM unnest($2::text[], $4::text[]) WITH ORDINALITY AS k(key, payload, ord)
+        WHERE key IS NOT NULL
     ) AS k
     ORDER BY k.hash, k.ord
 ),
@@ -51,14 +54,14 @@ known AS (
     WHERE t.execution_id = $1 AND t.key_hash IN (SELECT hash FROM input)
 ),
 fresh AS (
-    SELECT i.key, i.hash FROM input i
+    SELECT i.key, i.hash, i.payload FROM input i
     WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.key_hash = i.hash)
     ORDER BY i.ord
     LIMIT $3::bigint
 ),
 inserted AS (
-    INSERT INTO tasks (execution_id, key_hash, key)
-    SELECT $1, hash, key FROM fresh
+    INSERT INTO tasks (execution_id, key_hash, key, task, registered_at)
+    SELECT $1, hash, key, payload, $5::timestamptz FROM fresh
     RETURNING key_hash
 ),
 totals AS (
@@ -115,7 +118,8 @@ known AS (
 finished AS (
     INSERT INTO tasks AS t (execution_id, key_hash, key, outcome)
     SELECT $1, hash, key, outcome FROM batch
-    ON CONFLICT (execution_id, key_hash) DO UPDATE SET outcome = excluded.outcome
+    ON CONFLICT (execution_id, key_hash)
+    DO UPDATE SET outcome = excluded.outcome, task = NULL, leased_until = NULL
     WHERE t.outcome IS NULL
     RETURNING t.key_hash
 ),
@@ -155,7 +159,8 @@ totals AS (
     UPDATE task_counters SET
         published = published + (SELECT count(*) FROM counted WHERE unregistered),
         finished = finished + (SELECT count(*) FROM counted),
-        records = records + (SELECT coalesce(sum(records), 0) FROM counted)
+        records = records + (SELECT coalesce(sum(records), 0) FROM counted),
+        last_finished_at = $3::timestamptz
     WHERE execution_id = $1 AND EXISTS (SELECT 1 FROM counted)
 )
 SELECT count(*) FROM counted
@@ -175,12 +180,22 @@ _results_encoder = msgspec.json.Encoder()
 
 
 async def add(
-    conn: Connection, execution_id: str, keys: Sequence[str], max_total: int
+    conn: Connection,
+    execution_id: str,
+    keys: Sequence[str],
+    max_total: int,
+    *,
+    payloads: Sequence[str] | None,
+    at: datetime,
 ) -> list[str]:
     async with conn.transaction():
-        published: int = await conn.fetchval(_LOCK_OR_CREATE, execution_id)
+        lock = await conn.fetchrow(_LOCK_OR_CREATE_FROZEN, execution_id)
+        assert lock is not None  # an upsert with RETURNING always returns its row
+        if lock["frozen"]:
+            return []
+        published: int = lock["published"]
         room = max(max_total - published, 0) if max_total > 0 else None
-        rows = await conn.fetch(_ADD, execution_id, list(keys), room)
+        rows = await conn.fetch(_ADD, execution_id, list(keys), room, list(payloads or ()), at)
     return [row[0] for row in rows]
 
 
@@ -199,7 +214,10 @@ async def finish(
     if "\\u0000" in batch:
         batch = _results_encoder.encode([_without_nul(r) for r in results]).decode()
     async with conn.transaction():
-        await conn.fetchval(_LOCK_OR_CREATE, execution_id)
+        lock = await conn.fetchrow(_LOCK_OR_CREATE_FROZEN, execution_id)
+        assert lock is not None  # an upsert with RETURNING always returns its row
+        if lock["frozen"]:
+            return 0  # the execution ended and its counters were frozen: nothing counts
         counted: int = await conn.fetchval(_FINISH, execution_id, batch, at)
     return counted
 

@@ -9,7 +9,14 @@ import msgspec
 import pytest
 
 from backends.errors import InvalidInputError
-from backends.state import Execution, OutputObject, Progress, StateStore, TaskResult
+from backends.state import (
+    Activity,
+    Execution,
+    OutputObject,
+    Progress,
+    StateStore,
+    TaskResult,
+)
 from tests.contract.conftest import Env
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -405,3 +412,191 @@ async def test_output_manifest(state_env: Env[StateStore]) -> None:
     await store.add_output("ex-1", bigger)  # rewritten export: one entry, the last
     assert await store.outputs("ex-1") == [bigger, part_a, part_b]
     assert await store.outputs("ex-2") == []
+
+
+# -- reconciling, stalls and cancels
+
+
+async def test_reclaim_hands_back_old_unleased_unfinished_tasks(
+    state_env: Env[StateStore],
+) -> None:
+    store, now = state_env.adapter, state_env.clock.wall
+    await store.create_execution(execution("ex-1"))
+    await store.add_tasks("ex-1", ["a", "b", "c", "d"], payloads=["A", "B", "C", "D"])
+    await store.finish_tasks("ex-1", [result("a")])
+    await store.lease_tasks("ex-1", ["b"], now() + timedelta(seconds=600))
+    # Registered too recently: nothing yet.
+    assert await store.reclaim_tasks("ex-1", registered_before=now() - timedelta(seconds=1)) == []
+    await state_env.advance(300.0)
+    before = now() - timedelta(seconds=60)
+    # a finished, b is leased: c and d come back, once.
+    assert sorted(await store.reclaim_tasks("ex-1", registered_before=before)) == ["C", "D"]
+    assert await store.reclaim_tasks("ex-1", registered_before=before) == []
+    await state_env.advance(400.0)  # b's lease has run out; c and d were reclaimed 400 s ago
+    later = now() - timedelta(seconds=60)
+    assert sorted(await store.reclaim_tasks("ex-1", registered_before=later)) == ["B", "C", "D"]
+    assert await store.reclaim_tasks("ex-1", registered_before=later, limit=0) == []
+    assert await store.reclaim_tasks("unknown", registered_before=later) == []
+
+
+async def test_reclaim_leaves_out_tasks_without_a_payload(state_env: Env[StateStore]) -> None:
+    store, now = state_env.adapter, state_env.clock.wall
+    await store.create_execution(execution("ex-1"))
+    await store.add_tasks("ex-1", ["a"])
+    await store.add_tasks("ex-1", ["b", "a"], payloads=["B", "A"])  # a was registered before
+    await state_env.advance(10.0)
+    assert await store.reclaim_tasks("ex-1", registered_before=now()) == ["B"]
+
+
+async def test_leases_count_while_live_and_unfinished(state_env: Env[StateStore]) -> None:
+    store, now = state_env.adapter, state_env.clock.wall
+    await store.create_execution(execution("ex-1"))
+    assert await store.lease_tasks("ex-1", ["a"], now()) == 0  # nothing registered
+    await store.add_tasks("ex-1", ["a", "b", "c"])
+    assert (await store.activity("ex-1")).last_leased_at is None
+    until = now() + timedelta(seconds=60)
+    assert await store.lease_tasks("ex-1", ["a", "b", "zz"], until) == 2
+    assert await store.live_leases("ex-1") == 2
+    assert (await store.activity("ex-1")).last_leased_at == now()
+    await store.finish_tasks("ex-1", [result("a")])
+    assert await store.live_leases("ex-1") == 1
+    await state_env.advance(61.0)
+    assert await store.live_leases("ex-1") == 0
+    assert await store.live_leases("unknown") == 0
+
+
+async def test_activity_tracks_the_last_finish(state_env: Env[StateStore]) -> None:
+    store, now = state_env.adapter, state_env.clock.wall
+    await store.create_execution(execution("ex-1"))
+    assert await store.activity("ex-1") == Activity()
+    await store.add_tasks("ex-1", ["a", "b"])
+    await state_env.advance(5.0)
+    await store.finish_tasks("ex-1", [result("a")])
+    finished_at = now()
+    await state_env.advance(5.0)
+    await store.finish_tasks("ex-1", [result("a")])  # a duplicate: no progress
+    assert (await store.activity("ex-1")).last_finished_at == finished_at
+
+
+async def test_freeze_stops_the_counters_of_an_ended_execution(
+    state_env: Env[StateStore],
+) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    await store.transition("ex-1", "running", from_statuses={"pending"})
+    await store.add_tasks("ex-1", ["a", "b", "c"])
+    await store.finish_tasks("ex-1", [result("a")])
+    assert await store.freeze("ex-1") is False  # still running
+    assert await store.freeze("unknown") is False
+    await store.transition("ex-1", "cancelled", from_statuses={"running"})
+    assert await store.finish_tasks("ex-1", [result("b")]) == 1  # not frozen yet
+    assert await store.freeze("ex-1") is True
+    assert await store.freeze("ex-1") is False  # once
+    assert (await store.activity("ex-1")).frozen_at is not None
+    assert await store.finish_tasks("ex-1", [result("c")]) == 0
+    assert await store.add_tasks("ex-1", ["d"]) == []
+    progress = await store.progress("ex-1")
+    assert (progress.published, progress.finished, progress.records) == (3, 2, 2)
+
+
+async def test_freeze_waits_for_a_finish_in_progress(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    await store.transition("ex-1", "cancelled", from_statuses={"pending"})
+    keys = [f"k{i}" for i in range(200)]
+    await store.add_tasks("ex-1", keys)
+    batches = [[result(k) for k in keys[i : i + 10]] for i in range(0, 200, 10)]
+    counted = await asyncio.gather(
+        *(store.finish_tasks("ex-1", b) for b in batches[:10]),
+        store.freeze("ex-1"),
+        *(store.finish_tasks("ex-1", b) for b in batches[10:]),
+    )
+    progress = await store.progress("ex-1")
+    # Whatever counted before the freeze, and nothing after: the counters agree.
+    total = sum(c for c in counted if not isinstance(c, bool))
+    assert progress.finished == progress.records == total
+
+
+async def test_sweep_candidates(state_env: Env[StateStore]) -> None:
+    store, now = state_env.adapter, state_env.clock.wall
+    for name in ("busy", "stuck", "done", "cancelled", "frozen"):
+        await store.create_execution(execution(name))
+        await store.transition(name, "running", from_statuses={"pending"})
+        await store.add_tasks(name, ["a", "b"])
+    await store.finish_tasks("done", [result("a"), result("b")])
+    await store.transition("cancelled", "cancelled", from_statuses={"running"})
+    await store.transition("frozen", "cancelled", from_statuses={"running"})
+    await store.freeze("frozen")
+    await state_env.advance(200.0)
+    await store.finish_tasks("busy", [result("a")])
+    found = await store.sweep_candidates(stalled_before=now() - timedelta(seconds=100))
+    assert sorted(found) == ["cancelled", "stuck"]
+    assert len(await store.sweep_candidates(stalled_before=now(), limit=1)) == 1
+
+
+async def test_a_claim_is_held_until_it_expires(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    assert await store.last_claimed("sweep") is None
+    assert await store.claim("sweep", "w1", 15.0) is True
+    taken = state_env.clock.wall()
+    assert await store.claim("sweep", "w2", 15.0) is False
+    assert await store.claim("sweep", "w1", 15.0) is True  # renewed by its owner
+    assert await store.claim("other", "w2", 15.0) is True
+    await state_env.advance(16.0)
+    assert await store.claim("sweep", "w2", 15.0) is True
+    assert await store.last_claimed("sweep") == state_env.clock.wall()
+    assert taken < state_env.clock.wall()
+
+
+# -- failures.jsonl and warning examples (honest runs)
+
+
+async def test_iter_failures_yields_every_failure_oldest_first(
+    state_env: Env[StateStore],
+) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    keys = [f"k{i:04d}" for i in range(1203)]  # more than one page of a paged adapter
+    await store.add_tasks("ex-1", keys)
+    await store.finish_tasks("ex-1", [result(k, "failed", error_class="http_404") for k in keys])
+    await store.finish_tasks("ex-1", [result("k0000", "failed", error_class="again")])
+    found = [f async for f in store.iter_failures("ex-1")]
+    assert [f.key for f in found] == keys
+    assert (found[0].error_class, found[0].message, found[0].attempt) == (
+        "http_404",
+        "http_404 happened",
+        1,
+    )
+    assert [f async for f in store.iter_failures("unknown")] == []
+
+
+def warned(key: str, phase: str, fields: dict[str, int]) -> TaskResult:
+    base = result(key, phase=phase, warnings={k.partition("|")[0]: v for k, v in fields.items()})
+    return msgspec.structs.replace(base, warning_fields=fields)
+
+
+async def test_warning_examples_count_first_finishes_and_keep_a_few_urls(
+    state_env: Env[StateStore],
+) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    await store.add_tasks("ex-1", [f"u{i}" for i in range(6)])
+    await store.finish_tasks(
+        "ex-1",
+        [
+            warned("u0", "product", {"field_conversion|price": 1}),
+            warned("u1", "product", {"field_conversion|price": 2, "field_bad_url|img": 1}),
+            warned("u0", "product", {"field_conversion|price": 5}),  # a duplicate: ignored
+        ],
+    )
+    await store.finish_tasks("ex-1", [warned("u1", "product", {"field_conversion|price": 9})])
+    for key in ("u2", "u3", "u4"):
+        await store.finish_tasks("ex-1", [warned(key, "product", {"field_conversion|price": 1})])
+    await store.finish_tasks("ex-1", [warned("u5", "listing", {"field_conversion|price": 1})])
+    examples = await store.warning_examples("ex-1")
+    assert [(e.kind, e.phase, e.field, e.count, e.urls) for e in examples] == [
+        ("field_bad_url", "product", "img", 1, ["u1"]),
+        ("field_conversion", "listing", "price", 1, ["u5"]),
+        ("field_conversion", "product", "price", 6, ["u0", "u1", "u2"]),
+    ]
+    assert await store.warning_examples("unknown") == []
