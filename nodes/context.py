@@ -24,7 +24,12 @@ class NodeContext:
     data: dict[str, Any] = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
     warnings: Counter[str] = field(default_factory=Counter)
+    # The same warnings by "kind|field" where a field is to blame, so a run can say which.
+    warning_fields: Counter[str] = field(default_factory=Counter)
 
-    def warn(self, kind: str, count: int = 1) -> None:
-        """Count a recoverable problem (a value that would not convert, a bad script result)."""
+    def warn(self, kind: str, count: int = 1, *, field: str | None = None) -> None:
+        """Count a recoverable problem (a value that would not convert, a bad script result),
+        naming the record field it concerns when there is one."""
         self.warnings[kind] += count
+        if field is not None:
+            self.warning_fields[f"{kind}|{field}"] += count

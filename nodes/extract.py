@@ -33,13 +33,13 @@ made relative) and cached by identity, so the per-page work is only selection an
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nodes.context import NodeContext
 from nodes.convert import collapse, to_bool, to_float, to_int
 from nodes.page import Element, Page
+from workflows import regex as user_regex
 from workflows.spec import ExtractNode, FieldSpec
 
 _CONVERT: dict[str, Callable[[str], Any]] = {"int": to_int, "float": to_float}
@@ -66,6 +66,7 @@ class _Plan:
         "fields",
         "html",
         "is_bool",
+        "label",
         "multiple",
         "name",
         "regex",
@@ -73,8 +74,9 @@ class _Plan:
         "xpath",
     )
 
-    def __init__(self, name: str, spec: FieldSpec, *, nested: bool) -> None:
+    def __init__(self, name: str, spec: FieldSpec, *, nested: bool, parent: str = "") -> None:
         self.name = name
+        self.label = f"{parent}.{name}" if parent else name  # how warnings name the field
         if isinstance(spec, str):
             spec_css: str | None = spec
             spec_xpath: str | None = None
@@ -98,14 +100,16 @@ class _Plan:
         self.absolute_url = absolute_url
         self.as_object = as_ == "object"
         self.fields = (
-            None if sub is None else tuple(_Plan(k, v, nested=True) for k, v in sub.items())
+            None
+            if sub is None
+            else tuple(_Plan(k, v, nested=True, parent=self.label) for k, v in sub.items())
         )
-        self.regex: re.Pattern[str] | None = None
+        self.regex: user_regex.Pattern | None = None
         self.regex_group: str | int = 0
         if regex is not None:
             try:
-                self.regex = re.compile(regex)
-            except re.error as exc:
+                self.regex = user_regex.compile_pattern(regex)
+            except user_regex.RegexError as exc:
                 raise ValueError(f"field {name!r}: bad regex {regex!r}: {exc}") from exc
             if "value" in self.regex.groupindex:
                 self.regex_group = "value"
@@ -179,7 +183,7 @@ def _value(plan: _Plan, item: Element | str, page: Page, ctx: NodeContext) -> An
     """The value one match gives, None when it gives none."""
     if plan.fields is not None:
         if isinstance(item, str):  # an XPath string has no sub-elements to look into
-            ctx.warn("field_not_element")
+            ctx.warn("field_not_element", field=plan.label)
             return None
         return {sub.name: _field(sub, item, page, ctx) for sub in plan.fields}
     if isinstance(item, str):
@@ -200,7 +204,7 @@ def _value(plan: _Plan, item: Element | str, page: Page, ctx: NodeContext) -> An
         match = plan.regex.search(text)
         found = None if match is None else match.group(plan.regex_group)
         if found is None:
-            ctx.warn("field_regex_no_match")
+            ctx.warn("field_regex_no_match", field=plan.label)
             return None
         text = found if plan.html else found.strip()
     if plan.absolute_url:
@@ -208,13 +212,13 @@ def _value(plan: _Plan, item: Element | str, page: Page, ctx: NodeContext) -> An
             return None
         url = page.absolute(text)
         if url is None:
-            ctx.warn("field_bad_url")
+            ctx.warn("field_bad_url", field=plan.label)
             return None
         text = url
     if plan.convert is not None:
         value = plan.convert(text)
         if value is None:
-            ctx.warn("field_conversion")
+            ctx.warn("field_conversion", field=plan.label)
         return value
     if plan.is_bool:
         return to_bool(text)

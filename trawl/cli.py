@@ -23,6 +23,8 @@ from trawl.cli_common import (
     CommandError,
     add_set_argument,
     load_workflow_arg,
+    print_warnings,
+    start_url_warnings,
 )
 from trawl.dist_commands import add_distributed
 from trawl.run_commands import add_preview, add_run
@@ -87,7 +89,8 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "validate",
         help="check a workflow file and list every problem",
         description="Check a workflow file (YAML or JSON) without fetching anything. "
-        "Exit 0 when valid, 1 when it has problems, 2 when it cannot be read.",
+        "Exit 0 when valid, 1 when it has problems, 2 when it cannot be read. A start URL "
+        "the scope keeps out is a warning (warning: start_urls[i]: ...), not a problem.",
     )
     parser.add_argument("workflow", metavar="WORKFLOW", help="a .yaml, .yml or .json file")
     add_set_argument(parser)
@@ -97,6 +100,7 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate before running: every problem at once, each with its path."""
     workflow = load_workflow_arg(args.workflow, args.sets)
+    print_warnings(start_url_warnings(workflow))
     count = len(workflow.phases)
     print(f"OK: {args.workflow} ({workflow.name}, {count} phase{'' if count == 1 else 's'})")
     return EXIT_OK

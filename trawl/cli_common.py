@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from workflows import Workflow, load_workflow_file
+from workflows.rules import CrawlRules, domain_allowed
+from workflows.urls import BadUrl, host_of
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # the input was read but is not valid
 EXIT_USAGE = 2  # bad arguments, or the input could not be read at all
+# 3: did not complete, or a backend could not be reached (trawl.run_commands, dist_commands)
+EXIT_NOTHING_CRAWLED = 4  # trawl run completed without fetching a single page
+EXIT_ALL_FAILED = 5  # trawl run completed and every page it fetched failed
 
 
 class CommandError(Exception):
@@ -42,3 +50,45 @@ def load_workflow_arg(path: str, sets: Sequence[str] = ()) -> Workflow:
         raise CommandError(f"{path}: no such file") from None
     except OSError as error:
         raise CommandError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
+def start_url_warnings(workflow: Workflow) -> list[str]:
+    """``start_urls[i]: why`` for each start URL the scope keeps out: valid, but it crawls
+    nothing from there."""
+    rules = CrawlRules(workflow)
+    found = []
+    for index, url in enumerate(workflow.start_urls):
+        try:
+            canonical = rules.canonical(url)
+        except BadUrl as error:
+            found.append(f"start_urls[{index}]: {url} cannot be crawled: {error}")
+            continue
+        why = _out_of_scope_because(workflow, rules, canonical)
+        if why is not None:
+            found.append(f"start_urls[{index}]: {url} is out of scope, so it is not crawled: {why}")
+    return found
+
+
+def _out_of_scope_because(workflow: Workflow, rules: CrawlRules, canonical: str) -> str | None:
+    scope = workflow.scope
+    if scope.allowed_domains:
+        exact = frozenset(d.lower().rstrip(".") for d in scope.allowed_domains if d[:2] != "*.")
+        suffixes = tuple(d.lower()[1:] for d in scope.allowed_domains if d[:2] == "*.")
+        host = host_of(canonical)
+        if not domain_allowed(host, exact, suffixes):
+            allowed = ", ".join(scope.allowed_domains)
+            return f"its host {host} is not in scope.allowed_domains ({allowed})"
+    if scope.include and not any(re.search(p, canonical) for p in scope.include):
+        return f"it matches no scope.include pattern ({', '.join(map(repr, scope.include))})"
+    for pattern in scope.exclude:
+        if re.search(pattern, canonical):
+            return f"it is excluded by the scope.exclude pattern {pattern!r}"
+    if not rules.in_scope(canonical):  # a rule this explanation does not know
+        return "the workflow's scope rules leave it out"
+    return None
+
+
+def print_warnings(warnings: Sequence[str], stream: TextIO | None = None) -> None:
+    """Each as ``warning: <path>: <message>`` on stderr."""
+    for warning in warnings:
+        print(f"warning: {warning}", file=stream or sys.stderr)

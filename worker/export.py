@@ -6,6 +6,10 @@ its seen-set a URL still in flight can be published again from a deeper page. Th
 wins (the shortest path to the page, which a crawl without faults records), then the first
 read. Records are
 sorted by phase and URL so two exports of the same crawl can be diffed line by line.
+
+Beside them, failures.jsonl names every task that failed for good (URL, phase, error class,
+message, attempts), oldest first, read from the store a page at a time; summary.json names
+the fields behind the warnings, each with a few example URLs.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from typing import Any
 import msgspec
 
 from backends.blobs import BlobStore
-from backends.state import Execution, OutputObject, Progress, StateStore
-from worker.paths import export_path, parts_prefix, summary_path
+from backends.state import Execution, Failure, OutputObject, Progress, StateStore, WarningExample
+from worker.paths import export_path, failures_path, parts_prefix, summary_path
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -27,6 +31,9 @@ class ExportResult(msgspec.Struct, frozen=True):
     duplicates_dropped: int
     export_path: str
     summary_path: str
+    failures: int = 0
+    failures_path: str = ""
+    warning_examples: list[WarningExample] = []
 
 
 async def build_export(
@@ -59,8 +66,12 @@ async def build_export(
         execution_id,
         OutputObject(path=records_path, size_bytes=len(body), records=len(by_key), kind="export"),
     )
+    failures_file = failures_path(prefix, execution_id)
+    failures = await _write_failures(blobs, state, execution_id, failures_file)
     progress = await state.progress(execution_id)
+    examples = await state.warning_examples(execution_id)
     summary = _summary(execution, progress, len(by_key), duplicates)
+    summary["warning_examples"] = msgspec.to_builtins(examples)
     summary_body = msgspec.json.format(_encoder.encode(summary), indent=2) + b"\n"
     summary_file = summary_path(prefix, execution_id)
     await blobs.write(summary_file, summary_body)
@@ -68,7 +79,49 @@ async def build_export(
         execution_id,
         OutputObject(path=summary_file, size_bytes=len(summary_body), records=0, kind="summary"),
     )
-    return ExportResult(len(by_key), duplicates, records_path, summary_file)
+    return ExportResult(
+        len(by_key), duplicates, records_path, summary_file, failures, failures_file, examples
+    )
+
+
+async def _write_failures(blobs: BlobStore, state: StateStore, execution_id: str, path: str) -> int:
+    """failures.jsonl: one line per failed task, encoded as the store hands them over."""
+    body = bytearray()
+    count = 0
+    async for failure in state.iter_failures(execution_id):
+        body += _encoder.encode(failure_line(failure)) + b"\n"
+        count += 1
+    await blobs.write(path, bytes(body))
+    return count
+
+
+def failure_line(failure: Failure) -> dict[str, Any]:
+    """One line of failures.jsonl."""
+    return {
+        "url": failure.url,
+        "phase": failure.phase,
+        "error_class": failure.error_class,
+        "message": failure.message,
+        "attempts": failure.attempt,
+        "at": _iso(failure.at),
+    }
+
+
+def describe_warnings(warnings: dict[str, int], examples: list[WarningExample]) -> str:
+    """``field_conversion 4 (price in phase product: URL, URL)``: each kind with its count,
+    then the fields behind it, each with a few example URLs (and its own count when a kind
+    has several fields)."""
+    parts = []
+    for kind, count in sorted(warnings.items()):
+        mine = [e for e in examples if e.kind == kind]
+        fields = "; ".join(
+            f"{e.field} in phase {e.phase}"
+            + (f" {e.count}" if len(mine) > 1 else "")
+            + (": " + ", ".join(e.urls) if e.urls else "")
+            for e in mine
+        )
+        parts.append(f"{kind} {count}" + (f" ({fields})" if fields else ""))
+    return ", ".join(parts)
 
 
 def _summary(

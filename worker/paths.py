@@ -26,3 +26,7 @@ def export_path(prefix: str, execution_id: str) -> str:
 
 def summary_path(prefix: str, execution_id: str) -> str:
     return _join(prefix, execution_id, "export", "summary.json")
+
+
+def failures_path(prefix: str, execution_id: str) -> str:
+    return _join(prefix, execution_id, "export", "failures.jsonl")

@@ -27,7 +27,7 @@ from backends.state import TaskResult, funnel_key
 from nodes.chain import run_chain
 from nodes.context import NodeContext
 from nodes.page import Page
-from nodes.script import ScriptEngineError
+from nodes.script import ScriptEngineError, ScriptTimeout
 from worker.context import ExecutionCache, ExecutionContext
 from worker.frontier import Frontier
 from worker.retry import backoff_delay
@@ -154,6 +154,8 @@ class TaskProcessor:
             return self._failed(delivery, exc.error_class, str(exc))
         except ScriptEngineError as exc:
             return self._failed(delivery, "script_engine", str(exc))
+        except ScriptTimeout as exc:  # the engine discarded the spinning tab
+            return self._failed(delivery, exc.error_class, str(exc))
         except ValueError as exc:  # a selector or pattern the page's parser cannot evaluate
             return self._failed(delivery, "node_error", str(exc)[:500])
         except Exception as exc:  # a hostile page or a bug: record it, keep crawling
@@ -222,6 +224,7 @@ class TaskProcessor:
             records=1 if record is not None else 0,
             warnings=dict(node_ctx.warnings),
             funnel=dict(funnel),
+            warning_fields=dict(node_ctx.warning_fields),
         )
         return Outcome(delivery, result, record)
 
@@ -257,7 +260,12 @@ class TaskProcessor:
             stopping.cancel()
 
     def _failed(self, delivery: Delivery, error_class: str, message: str) -> Outcome:
-        return Outcome(delivery, _result(delivery, "failed", error_class, message))
+        # Attempts at the page: deliveries handed back untried (politeness) do not count.
+        task = delivery.task
+        handbacks = self._handbacks.get((task.execution_id, task.url), 0)
+        attempts = max(1, delivery.delivery_attempt - handbacks)
+        result = _result(delivery, "failed", error_class, message, attempt=attempts)
+        return Outcome(delivery, result)
 
     def _filtered(self, delivery: Delivery, reason: str) -> Outcome:
         return Outcome(delivery, _result(delivery, "filtered", reason, None))
@@ -272,6 +280,8 @@ def _result(
     records: int = 0,
     warnings: dict[str, int] | None = None,
     funnel: dict[str, int] | None = None,
+    warning_fields: dict[str, int] | None = None,
+    attempt: int | None = None,
 ) -> TaskResult:
     task = delivery.task
     return TaskResult(
@@ -280,11 +290,12 @@ def _result(
         phase=task.phase,
         marker=task.marker,
         depth=task.depth,
-        attempt=delivery.delivery_attempt,
+        attempt=delivery.delivery_attempt if attempt is None else attempt,
         outcome=outcome,
         error_class=error_class,
         error_message=message,
         records=records,
         warnings=warnings or {},
         funnel=funnel or {},
+        warning_fields=warning_fields or {},
     )
