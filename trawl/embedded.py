@@ -20,6 +20,7 @@ from backends.fetcher import Fetcher
 from trawl.progress import ProgressDisplay, summary_table
 from trawl.settings import Settings
 from worker.embedded import RunResult, run_embedded
+from worker.export import describe_warnings
 from worker.fetchers.browser import BrowserFetcher
 from worker.fetchers.http import HttpFetcher, get_following_redirects, guarded_connector
 from worker.netguard import NetGuard
@@ -27,6 +28,7 @@ from worker.robots import RobotsCache, RobotsFetch
 from workflows.spec import Workflow
 
 ALLOW_PRIVATE_ENV = "TRAWL_ALLOW_PRIVATE_NETWORKS"
+STOPPING_NOTE = "stopping: finishing the pages in flight (Ctrl-C again to stop at once)"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -123,17 +125,29 @@ async def crawl(
     concurrency: int | None = None,
     stream: TextIO | None = None,
     handle_signals: bool = True,
+    resume: bool = False,
 ) -> RunResult:
-    """Run ``workflow`` in this process with a progress display; Ctrl-C stops cleanly."""
+    """Run ``workflow`` in this process with a progress display. The first Ctrl-C (or
+    SIGTERM) stops cleanly: pages in flight get a short drain, the export of what was done
+    is written, and the run can be resumed. A second one stops at once (KeyboardInterrupt):
+    no export, but what the store holds is still resumable. ``resume`` continues the newest
+    unfinished run in ``out_dir`` (ResumeError if there is none)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = False
+    display = ProgressDisplay(stream)
+
+    def on_signal() -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # the second: out of the event loop at once
+        stop.set()
+        display.note(STOPPING_NOTE)
+
     if handle_signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, on_signal)
+            loop.add_signal_handler(signal.SIGTERM, on_signal)
             installed = True
-    display = ProgressDisplay(stream)
     try:
         async with open_fetchers(workflow, settings) as (fetchers, robots):
             return await run_embedded(
@@ -145,6 +159,7 @@ async def crawl(
                 concurrency=concurrency or settings.worker_concurrency,
                 stop=stop,
                 on_progress=display.update,
+                resume=resume,
             )
     finally:
         display.close()
@@ -161,8 +176,14 @@ def print_summary(result: RunResult, elapsed_s: float, stream: TextIO | None = N
         failures = ", ".join(f"{k} {v}" for k, v in sorted(p.failures_by_class.items()))
         console.print(f"failures: {failures}")
     if p.warnings:
-        console.print("warnings: " + ", ".join(f"{k} {v}" for k, v in sorted(p.warnings.items())))
+        examples = result.export.warning_examples if result.export is not None else []
+        console.print("warnings: " + describe_warnings(p.warnings, examples), soft_wrap=True)
     if result.export is not None:
         records_file = result.out_dir / result.export.export_path
         console.print(f"records: {result.export.records} in {records_file}", soft_wrap=True)
         console.print(f"summary: {result.out_dir / result.export.summary_path}", soft_wrap=True)
+        if result.export.failures:
+            failures_file = result.out_dir / result.export.failures_path
+            console.print(
+                f"failed pages: {result.export.failures} in {failures_file}", soft_wrap=True
+            )

@@ -38,6 +38,11 @@ class ProgressDisplay:
         else:
             self._pending = line
 
+    def note(self, text: str) -> None:
+        """One line for the user (above the live line, if there is one)."""
+        self._console.print(text, soft_wrap=True)
+        self._stream.flush()
+
     def close(self) -> None:
         """Stop the live line; in plain mode, print the final state if it was held back."""
         if self._pending is not None:

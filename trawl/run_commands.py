@@ -8,12 +8,24 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.errors import TrawlError
-from trawl.cli_common import EXIT_OK, CommandError, add_set_argument, load_workflow_arg
+from trawl.cli_common import (
+    EXIT_ALL_FAILED,
+    EXIT_NOTHING_CRAWLED,
+    EXIT_OK,
+    CommandError,
+    add_set_argument,
+    load_workflow_arg,
+    print_warnings,
+    start_url_warnings,
+)
 from workflows import Workflow
 from workflows.urls import BadUrl, canonicalize
+
+if TYPE_CHECKING:
+    from worker.embedded import RunResult
 
 EXIT_INTERRUPTED = 130
 EXIT_NOT_COMPLETED = 3
@@ -24,7 +36,10 @@ def add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "run",
         help="run a whole crawl in this process",
         description="Run a workflow in this process (memory queues, records under --out). "
-        "Progress on stderr; exit 0 when the crawl completed, 130 when interrupted.",
+        "Progress on stderr. Exit codes: 0 the crawl completed; 1 invalid workflow; 2 "
+        "unreadable file or bad arguments; 3 the run could not complete; 4 completed but "
+        "nothing was crawled (e.g. every start URL out of scope); 5 completed but every "
+        "page failed; 130 interrupted.",
     )
     parser.add_argument("workflow", metavar="WORKFLOW", help="a .yaml, .yml or .json file")
     parser.add_argument("--out", default="out", help="output directory (default: ./out)")
@@ -35,6 +50,11 @@ def add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     parser.add_argument(
         "--concurrency", type=int, default=None, help="tasks in flight (TRAWL_WORKER_CONCURRENCY)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the newest unfinished run in --out where it stopped (same workflow)",
     )
     add_set_argument(parser)
     parser.set_defaults(handler=cmd_run)
@@ -51,8 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The embedded default: the whole crawl, a live progress line, a summary table."""
     from trawl.embedded import crawl, print_summary
     from trawl.settings import load_settings
+    from worker.embedded import ResumeError
 
     workflow = _workflow_with_engine(args)
+    print_warnings(start_url_warnings(workflow))
     if args.concurrency is not None and args.concurrency < 1:
         raise CommandError("--concurrency must be at least 1")
     settings = _settings(load_settings)
@@ -71,14 +93,44 @@ def cmd_run(args: argparse.Namespace) -> int:
                 settings=settings,
                 source_text=source,
                 concurrency=args.concurrency,
+                resume=args.resume,
             )
         )
+    except ResumeError as error:
+        raise CommandError(str(error)) from None
     except TrawlError as error:
         raise CommandError(str(error), EXIT_NOT_COMPLETED) from None
     print_summary(result, time.monotonic() - started)
     if result.execution.status == "cancelled":
         return EXIT_INTERRUPTED
-    return EXIT_OK if result.execution.status == "completed" else EXIT_NOT_COMPLETED
+    if result.execution.status != "completed":
+        return EXIT_NOT_COMPLETED
+    code, reason = run_verdict(result)
+    if reason:
+        write_stderr(f"trawl: {reason}")
+    return code
+
+
+def run_verdict(result: RunResult) -> tuple[int, str | None]:
+    """The exit code of a completed run and, when it is not 0, the one-line reason: a run
+    that fetched nothing, or whose every page failed, completed but did not work."""
+    pages = result.progress.pages()
+    succeeded, failed, filtered = pages["succeeded"], pages["failed"], pages["filtered"]
+    if succeeded + failed == 0:
+        if pages["published"] == 0:
+            why = "no start URL is in scope (see the warnings above)"
+        else:
+            why = f"all {filtered} page(s) were filtered (e.g. disallowed by robots.txt)"
+        return EXIT_NOTHING_CRAWLED, f"nothing was crawled: {why}"
+    if succeeded == 0:
+        classes = ", ".join(
+            f"{k} {v}" for k, v in sorted(result.progress.failures_by_class.items())
+        )
+        where = ""
+        if result.export is not None and result.export.failures_path:
+            where = f"; see {result.out_dir / result.export.failures_path}"
+        return EXIT_ALL_FAILED, f"every page failed: {failed} failed ({classes}){where}"
+    return EXIT_OK, None
 
 
 def _settings(load: Any) -> Any:
@@ -122,7 +174,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(preview(workflow, url, phase_name, args.depth, settings))
     except TrawlError as error:
-        raise CommandError(f"{url}: {error} ({error.error_class})", EXIT_NOT_COMPLETED) from None
+        from worker.preview import fetch_error_message
+
+        raise CommandError(fetch_error_message(url, error), EXIT_NOT_COMPLETED) from None
     print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     return EXIT_OK
 

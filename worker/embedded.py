@@ -1,7 +1,9 @@
 """A whole crawl in one process: the embedded shape behind ``trawl run``.
 
-The same pipeline as a distributed worker, over the memory adapters and a local directory;
+The same pipeline as a distributed worker, over the embedded adapters and a local directory;
 the only extra is that this process also starts the execution and stops when it completes.
+The adapters are the memory ones journaled to a SQLite file per execution
+(``backends.sqlite``), so a run that was interrupted can be resumed where it stopped.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from pathlib import Path
 import msgspec
 
 from backends.clock import Clock, SystemClock
+from backends.errors import InvalidInputError
 from backends.fetcher import Fetcher
 from backends.local import LocalBlobStore
 from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
-from backends.state import Execution, Progress, StateStore
+from backends.queue import TaskQueue
+from backends.seen import SeenSet
+from backends.sqlite import RunStore, StoreBusy, find_runs, open_run, state_file
+from backends.state import Execution, ExecutionStatus, Progress, StateStore
 from worker.assemble import Ports, assemble
 from worker.context import ExecutionContext
 from worker.export import ExportResult
@@ -33,6 +39,8 @@ TENANT = "local"
 # On a stop (Ctrl-C), pages being fetched get this long to finish and be counted; the ones
 # still going are abandoned (not counted, not in the export) so the run ends promptly.
 STOP_DRAIN_S = 5.0
+# Nothing else runs these tasks: a delivery is only redelivered when handed back.
+ACK_DEADLINE_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -59,28 +67,68 @@ async def run_embedded(
     on_progress: ProgressCallback | None = None,
     progress_interval_s: float = 0.5,
     telemetry: Telemetry | None = None,
+    persist: bool = True,
+    resume: bool = False,
 ) -> RunResult:
-    """Crawl ``workflow`` to completion (or until ``stop``), writing under ``out_dir``."""
+    """Crawl ``workflow`` to completion (or until ``stop``), writing under ``out_dir``.
+
+    With ``persist`` the execution's state (seen set, queued tasks, counters) is kept in
+    ``<out_dir>/<execution>/state.db`` as the crawl goes; ``resume`` continues the newest
+    unfinished execution in ``out_dir`` from that file (ResumeError if there is none, or if
+    it ran a different workflow)."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     telemetry = telemetry or Telemetry.create()
-    state = MemoryStateStore()
+    store = await open_store(workflow, out_dir, source_text, clock, persist=persist, resume=resume)
+    try:
+        return await _run(
+            store,
+            workflow,
+            out_dir=out_dir,
+            fetchers=fetchers,
+            robots=robots,
+            concurrency=concurrency,
+            clock=clock,
+            stop=stop,
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+            telemetry=telemetry,
+        )
+    finally:
+        await store.close()
+
+
+async def _run(
+    store: EmbeddedStore,
+    workflow: Workflow,
+    *,
+    out_dir: Path,
+    fetchers: Mapping[str, Fetcher],
+    robots: RobotsCache,
+    concurrency: int,
+    clock: Clock,
+    stop: asyncio.Event,
+    on_progress: ProgressCallback | None,
+    progress_interval_s: float,
+    telemetry: Telemetry,
+) -> RunResult:
+    state, execution = store.state, store.execution
+    execution_id = execution.id
     ports = Ports(
-        queue=MemoryTaskQueue(clock, ack_deadline_s=3600.0),
-        seen=MemorySeenSet(),
+        queue=store.queue,
+        seen=store.seen,
         limiter=MemoryRateLimiter(clock),
         state=state,
         blobs=LocalBlobStore(out_dir),
     )
-    execution = await start_execution(state, workflow, source_text, clock)
-    execution_id = execution.id
     parts = assemble(
         ports,
         fetchers=fetchers,
         robots=robots,
         clock=clock,
         concurrency=concurrency,
-        worker_id=f"local-{os.getpid()}",
+        # Unique per run: a resumed run must not overwrite the part files of the first.
+        worker_id=f"local-{os.getpid()}-{uuid.uuid4().hex[:6]}",
         drain_timeout_s=STOP_DRAIN_S,
         telemetry=telemetry,
     )
@@ -90,11 +138,17 @@ async def run_embedded(
     done = asyncio.Event()
     completion.on_complete(lambda _id, _result: done.set())
 
-    starts = [d for d in map(ctx.rules.start, workflow.start_urls) if isinstance(d, Admit)]
+    # Start URLs not yet queued or finished (all of them, unless resuming).
+    starts = [
+        d
+        for d in map(ctx.rules.start, workflow.start_urls)
+        if isinstance(d, Admit) and d.url not in store.queued_or_finished
+    ]
     with telemetry.execution_span(execution_id, workflow.name):
         published = await frontier.publish(ctx, starts) if starts else []
-    if not published:
-        # Nothing to crawl (every start URL out of scope): complete at once, empty export.
+    if not published and not store.queued:
+        # Nothing to crawl (every start URL out of scope, or nothing left of a resumed
+        # run): complete at once; the export holds what there is.
         await completion.check(execution_id)
 
     pipeline_stop = asyncio.Event()
@@ -120,7 +174,8 @@ async def run_embedded(
         with contextlib.suppress(Exception):
             await run_task
     if not done.is_set():
-        # Stopped early (Ctrl-C): what was done is still written out.
+        # Stopped early (Ctrl-C): what was done is still written out. The store keeps the
+        # rest (the queue, the seen set), so ``--resume`` can go on from here.
         await state.transition(execution_id, "cancelled", from_statuses={"running", "pending"})
         await completion.finalize(execution_id)
     final = await state.get_execution(execution_id)
@@ -130,13 +185,111 @@ async def run_embedded(
     return RunResult(final, progress, completion.exports.get(execution_id), out_dir)
 
 
+class ResumeError(InvalidInputError):
+    """``--resume`` found nothing to resume, or a run of another workflow."""
+
+    error_class = "resume"
+
+
+@dataclass(slots=True)
+class EmbeddedStore:
+    """The adapters of one embedded execution and what a resumed one already holds."""
+
+    execution: Execution
+    state: StateStore
+    seen: SeenSet
+    queue: TaskQueue
+    run: RunStore | None = None
+    queued: int = 0  # tasks restored to the queue
+    queued_or_finished: frozenset[str] = frozenset()  # their keys, and the finished ones
+
+    async def close(self) -> None:
+        if self.run is not None:
+            await self.run.close()
+
+
+async def open_store(
+    workflow: Workflow,
+    out_dir: Path,
+    source_text: str,
+    clock: Clock,
+    *,
+    persist: bool = True,
+    resume: bool = False,
+) -> EmbeddedStore:
+    """A new execution of ``workflow`` (in memory, or in a store file with ``persist``), or
+    with ``resume`` the newest unfinished one in ``out_dir``, ready to go on."""
+    if resume:
+        return await _resume(workflow, out_dir, clock)
+    execution_id = uuid.uuid4().hex
+    if not persist:
+        state = MemoryStateStore()
+        execution = await start_execution(state, workflow, source_text, clock, execution_id)
+        queue = MemoryTaskQueue(clock, ack_deadline_s=ACK_DEADLINE_S)
+        return EmbeddedStore(execution, state, MemorySeenSet(), queue)
+    run = await open_run(state_file(out_dir, execution_id), clock, ack_deadline_s=ACK_DEADLINE_S)
+    try:
+        execution = await start_execution(run.state, workflow, source_text, clock, execution_id)
+        run.db.flush()  # the run can be found (and resumed) from now on
+    except BaseException:
+        await run.close()
+        raise
+    return EmbeddedStore(execution, run.state, run.seen, run.queue, run)
+
+
+async def _resume(workflow: Workflow, out_dir: Path, clock: Clock) -> EmbeddedStore:
+    unfinished = [r for r in find_runs(out_dir) if r.status != "completed"]
+    if not unfinished:
+        raise ResumeError(
+            f"--resume: no unfinished run in {out_dir} (run without --resume to start one)"
+        )
+    found = unfinished[0]
+    try:
+        run = await open_run(found.path, clock, ack_deadline_s=ACK_DEADLINE_S)
+    except StoreBusy as error:
+        raise ResumeError(f"--resume: {error}") from None
+    try:
+        execution = await _continue(run.state, found.execution_id, workflow, found.path.parent)
+        finished = run.state.finished_keys(execution.id)
+        queued = await run.queue.restore(keep=lambda task: task.url not in finished)
+        keys = finished | {task.url for task in run.queue.queued_tasks()}
+    except BaseException:
+        await run.close()
+        raise
+    return EmbeddedStore(execution, run.state, run.seen, run.queue, run, queued, frozenset(keys))
+
+
+async def _continue(
+    state: StateStore, execution_id: str, workflow: Workflow, where: Path
+) -> Execution:
+    """The stored execution, running again, if it ran this very ``workflow``."""
+    execution = await state.get_execution(execution_id)
+    assert execution is not None
+    stored = await state.get_workflow(TENANT, execution.workflow, execution.workflow_version)
+    spec_json = msgspec.json.encode(workflow).decode()
+    if stored is None or stored.spec_json != spec_json:
+        raise ResumeError(
+            f"--resume: {where} is a run of a different workflow "
+            f"({execution.workflow!r} as it was then); run without --resume to start anew"
+        )
+    resumable: set[ExecutionStatus] = {"pending", "running", "cancelled", "failed"}
+    await state.transition(execution_id, "running", from_statuses=resumable)
+    execution = await state.get_execution(execution_id)
+    assert execution is not None
+    return execution
+
+
 async def start_execution(
-    state: StateStore, workflow: Workflow, source_text: str, clock: Clock
+    state: StateStore,
+    workflow: Workflow,
+    source_text: str,
+    clock: Clock,
+    execution_id: str | None = None,
 ) -> Execution:
     """Store ``workflow`` as a new version and create a running execution of it."""
     spec_json = msgspec.json.encode(workflow).decode()
     version = await state.put_workflow(TENANT, workflow.name, source_text, spec_json)
-    execution_id = uuid.uuid4().hex
+    execution_id = execution_id or uuid.uuid4().hex
     await state.create_execution(
         Execution(
             id=execution_id,

@@ -13,12 +13,24 @@ from typing import Any
 
 import msgspec
 
+from backends.errors import PermanentError, TrawlError
 from backends.fetcher import Fetcher
 from backends.state import Execution
 from nodes.chain import run_chain
+from nodes.script import ScriptTimeout
 from worker.context import ExecutionContext
 from workflows.rules import Admit, CrawlRules
 from workflows.spec import Workflow
+
+
+def fetch_error_message(url: str, error: TrawlError) -> str:
+    """One line for a page that could not be previewed: the error, which names the URL
+    itself when the fetcher put it there (they mostly do), else prefixed with it; then the
+    error class."""
+    message = str(error)
+    if url not in message:
+        message = f"{url}: {message}"
+    return f"{message} ({error.error_class})"
 
 
 def phase_only(workflow: Workflow, phase_name: str) -> Workflow:
@@ -42,7 +54,10 @@ async def preview_page(
     execution = Execution(id="preview", workflow=workflow.name, workflow_version=0, created_at=now)
     ctx = ExecutionContext.build(execution, workflow)
     async with fetchers[engine].open(ctx.request(url)) as page:
-        node_ctx = await run_chain(phase.nodes, page, depth)
+        try:
+            node_ctx = await run_chain(phase.nodes, page, depth)
+        except ScriptTimeout as exc:  # a failed page, as the crawl records it
+            raise PermanentError(str(exc), error_class=exc.error_class) from None
         status = page.status
     rules = CrawlRules(workflow)
     links = []

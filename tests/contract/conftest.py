@@ -8,7 +8,8 @@ use the SystemClock and an ``advance`` that sleeps for real.
 To run a suite over another adapter: write its factory in a module
 ``tests/contract/adapters_<service>.py`` that defines any of ``QUEUE``, ``SEEN``,
 ``RATELIMIT``, ``STATE``, ``BLOB`` as a dict of adapter name to factory. Every such module is
-found here and its adapters join the suites, marked ``integration`` (they need a service).
+found here and its adapters join the suites, marked ``integration`` (they need a service)
+unless the module sets ``SERVICE = False``.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def _adapters(kind: str, builtin: dict[str, Factory]) -> tuple[dict[str, Factory
     for plugin in _PLUGINS:
         for name, factory in getattr(plugin, kind, {}).items():
             factories[name] = factory
-            params.append(pytest.param(name, marks=pytest.mark.integration))
+            # A plugin whose adapters need no service (SERVICE = False) runs unmarked.
+            marks = [pytest.mark.integration] if getattr(plugin, "SERVICE", True) else []
+            params.append(pytest.param(name, marks=marks))
     return factories, params
 
 
