@@ -18,6 +18,9 @@ class FetchRequest:
     wait_until: str = "domcontentloaded"  # browser engine
     block_resources: tuple[str, ...] = ("image", "font", "media")  # browser engine
     headers: dict[str, str] = field(default_factory=dict)
+    # Whose browser state the page shares (an execution): the browser engine never lets
+    # two sessions share a context, so cookies, storage and tabs stay within one.
+    session: str = ""
 
 
 class Fetcher(abc.ABC):

@@ -56,6 +56,7 @@ class ExecutionContext:
             max_body_bytes=f.max_body_bytes,
             wait_until=f.wait_until,
             block_resources=tuple(f.block_resources),
+            session=f"{self.execution.tenant}/{self.execution.id}",
         )
 
 

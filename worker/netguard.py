@@ -2,11 +2,17 @@
 
 A crawl follows URLs that strangers wrote, so a page (or a redirect, or a DNS answer) can
 point it at the machine it runs on, the private network around it or the cloud metadata
-service. Unless private networks are allowed (``TRAWL_ALLOW_PRIVATE_NETWORKS=1``, and
-``trawl run`` on a user's own machine), the fetchers refuse loopback, private, link-local,
-metadata and other non-public addresses, judged after DNS resolution: a host name is
-refused when ANY of its addresses is, and the fetchers connect only to addresses that
-were checked (see ``worker.fetchers.http`` and ``worker.fetchers.browser``).
+service. The fetchers refuse loopback, private, metadata and other non-public addresses,
+judged after DNS resolution: a host name is refused when ANY of its addresses is, and the
+fetchers connect only to addresses that were checked (see ``worker.fetchers.http`` and
+``worker.fetchers.browser``).
+
+Private networks are opened by an allow-list (``TRAWL_ALLOW_NETWORKS``): networks
+(``10.0.0.0/8``, ``127.0.0.1``) and host names (``intranet.example``, ``*.corp.example``).
+``allow_private`` (the deprecated ``TRAWL_ALLOW_PRIVATE_NETWORKS=1``, and ``trawl run`` on
+a user's own machine) allows the RFC 1918 networks, IPv6 unique local addresses and
+loopback. Link-local addresses and the cloud metadata services are refused whatever the
+allow-list says: nothing a crawl needs lives there, and credentials do.
 
 ``blocked_reason`` is the pure classification; ``NetGuard`` applies it with the
 deployment's policy and resolves host names.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -29,7 +36,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Resolves a host name to its addresses (as strings); raises OSError when it cannot.
 Resolver = Callable[[str], Awaitable[Sequence[str]]]
 
-ALLOW_HINT = "set TRAWL_ALLOW_PRIVATE_NETWORKS=1 to allow private networks"
+ALLOW_SETTING = "TRAWL_ALLOW_NETWORKS"
+ALLOW_HINT = f"add the network or host to {ALLOW_SETTING} to allow it"
+NEVER_HINT = "never allowed, whatever the private-network settings"
 
 LOOPBACK = "a loopback address"
 PRIVATE = "a private address"
@@ -49,6 +58,9 @@ def _table(rows: Iterable[tuple[str, str]]) -> tuple[tuple[IPNetwork, str], ...]
 _IPV4 = _table(
     [
         ("169.254.169.254/32", METADATA),  # AWS, GCP (metadata.google.internal), Azure, ...
+        ("100.100.100.200/32", METADATA),  # Alibaba Cloud
+        ("192.0.0.192/32", METADATA),  # Oracle Cloud (legacy)
+        ("168.63.129.16/32", METADATA),  # Azure's host endpoint (WireServer)
         ("0.0.0.0/32", UNSPECIFIED),
         ("0.0.0.0/8", RESERVED),  # "this network": Linux connects 0.x to the local host
         ("127.0.0.0/8", LOOPBACK),
@@ -68,7 +80,8 @@ _IPV4 = _table(
 )
 _IPV6 = _table(
     [
-        ("fd00:ec2::254/128", METADATA),  # AWS over IPv6
+        ("fd00:ec2::/32", METADATA),  # AWS over IPv6: metadata (::254), DNS, NTP
+        ("fd20:ce::254/128", METADATA),  # GCP over IPv6
         ("::/128", UNSPECIFIED),
         ("::1/128", LOOPBACK),
         ("fc00::/7", PRIVATE),  # unique local addresses
@@ -116,6 +129,12 @@ def blocked_reason(address: IPAddress) -> str | None:
     return None
 
 
+def always_refused(reason: str) -> bool:
+    """Whether a ``blocked_reason`` is one no allow-list opens: link-local and metadata
+    addresses (an IPv6 form carrying one included)."""
+    return reason.startswith((METADATA, LINK_LOCAL))
+
+
 class BlockedAddressError(PermanentError):
     """A URL whose host is, or resolves to, an address the crawl may not connect to."""
 
@@ -134,10 +153,11 @@ class BlockedAddressError(PermanentError):
         self.reason = reason
         self.url = url
         self.redirected_from = redirected_from
+        hint = NEVER_HINT if always_refused(reason) else ALLOW_HINT
         if host == address:
-            message = f"{host} is {reason}; {ALLOW_HINT}"
+            message = f"{host} is {reason}; {hint}"
         else:
-            message = f"{host} resolves to {address}, {reason}; {ALLOW_HINT}"
+            message = f"{host} resolves to {address}, {reason}; {hint}"
         if url is not None:
             via = f" (redirected from {redirected_from})" if redirected_from else ""
             message = f"refused {url}{via}: {message}"
@@ -161,60 +181,147 @@ def parse_address(text: str) -> IPAddress | None:
         return None
 
 
+# What ``allow_private`` (TRAWL_ALLOW_PRIVATE_NETWORKS=1, ``trawl run``) opens: RFC 1918,
+# IPv6 unique local addresses and loopback. Metadata inside them stays refused.
+PRIVATE_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1")
+)
+
+
+class AllowList:
+    """The networks and host names a deployment opens (``TRAWL_ALLOW_NETWORKS``)."""
+
+    __slots__ = ("hosts", "networks", "suffixes")
+
+    def __init__(
+        self,
+        networks: Iterable[IPNetwork] = (),
+        hosts: Iterable[str] = (),
+        suffixes: Iterable[str] = (),
+    ) -> None:
+        self.networks: frozenset[IPNetwork] = frozenset(networks)
+        self.hosts: frozenset[str] = frozenset(hosts)
+        self.suffixes: tuple[str, ...] = tuple(sorted(set(suffixes)))
+
+    @classmethod
+    def parse(cls, entries: str | Iterable[str | IPNetwork]) -> AllowList:
+        """Networks (``10.0.0.0/8``, ``127.0.0.1``, ``fd12::/16``), host names
+        (``intranet.example``) and domains (``*.corp.example``: its subdomains), from a
+        comma-separated string or a list. ValueError naming the first entry that is none."""
+        items = entries.split(",") if isinstance(entries, str) else entries
+        networks: list[IPNetwork] = []
+        hosts: list[str] = []
+        suffixes: list[str] = []
+        for item in items:
+            if not isinstance(item, str):
+                networks.append(item)
+                continue
+            entry = item.strip()
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+                continue
+            except ValueError:
+                pass
+            name = entry.lower().rstrip(".")
+            wildcard = name.startswith("*.")
+            name = name.removeprefix("*.")
+            if len(name) > 253 or not _HOST_NAME.fullmatch(name) or name.split(".")[-1].isdigit():
+                raise ValueError(
+                    f"{ALLOW_SETTING}: {entry!r} is neither a network (10.0.0.0/8, "
+                    "127.0.0.1) nor a host name (intranet.example, *.corp.example)"
+                )
+            (suffixes if wildcard else hosts).append(name)
+        return cls(networks, hosts, suffixes)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks or self.hosts or self.suffixes)
+
+    def __repr__(self) -> str:
+        names = [*sorted(self.hosts), *(f"*.{s}" for s in self.suffixes)]
+        return f"AllowList({sorted(str(n) for n in self.networks) + names})"
+
+    def allows_host(self, host: str | None) -> bool:
+        if not host or not (self.hosts or self.suffixes):
+            return False
+        name = host.lower().rstrip(".")
+        return name in self.hosts or any(name.endswith(f".{s}") for s in self.suffixes)
+
+    def allows_address(self, addresses: Iterable[IPAddress]) -> bool:
+        return any(a in net for a in addresses for net in self.networks if a.version == net.version)
+
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
 class NetGuard:
     """The address policy of one process.
 
-    ``allow_private`` lets everything through (and resolves nothing). ``exempt`` networks
-    count as public whatever they are: tests use it to serve a "public" site on 127.0.0.1
-    while 127.0.0.2 stays refused. ``resolver`` replaces the system's DNS lookup.
+    Every guard refuses link-local and cloud metadata addresses. ``allow`` opens networks
+    and host names (an ``AllowList``, or what ``AllowList.parse`` reads); ``exempt`` is
+    the same for networks only (tests serve a "public" site on 127.0.0.1 while 127.0.0.2
+    stays refused). ``allow_private`` opens ``PRIVATE_NETWORKS``. ``resolver`` replaces
+    the system's DNS lookup.
     """
 
     def __init__(
         self,
         *,
         allow_private: bool = False,
+        allow: AllowList | str | Iterable[str | IPNetwork] = (),
         exempt: Iterable[IPNetwork | str] = (),
         resolver: Resolver | None = None,
     ) -> None:
         self.allow_private = allow_private
-        self.exempt: frozenset[IPNetwork] = frozenset(
-            ipaddress.ip_network(net) if isinstance(net, str) else net for net in exempt
-        )
+        parsed = allow if isinstance(allow, AllowList) else AllowList.parse(allow)
+        extra = [ipaddress.ip_network(n) if isinstance(n, str) else n for n in exempt]
+        if allow_private:
+            extra.extend(PRIVATE_NETWORKS)
+        self.allowed = AllowList([*parsed.networks, *extra], parsed.hosts, parsed.suffixes)
+        self.exempt: frozenset[IPNetwork] = self.allowed.networks
         self._resolver = resolver or _system_resolve
 
     @classmethod
     def allow_all(cls) -> NetGuard:
-        """A guard that refuses nothing (``TRAWL_ALLOW_PRIVATE_NETWORKS=1``)."""
+        """The guard of a user's own machine (``trawl run``): private networks and loopback
+        allowed, link-local and metadata addresses still refused."""
         return cls(allow_private=True)
 
     @property
     def enforcing(self) -> bool:
-        """Whether this guard can refuse anything at all."""
-        return not self.allow_private
+        """Whether this guard can refuse anything: always, since no setting opens link-local
+        and metadata addresses."""
+        return True
 
     def __repr__(self) -> str:
-        exempt = sorted(str(net) for net in self.exempt)
-        return f"NetGuard(allow_private={self.allow_private}, exempt={exempt})"
+        return f"NetGuard(allow_private={self.allow_private}, allowed={self.allowed!r})"
 
-    def reason(self, address: IPAddress | str) -> str | None:
-        """Why this guard refuses ``address``, or None when it allows it."""
-        if self.allow_private:
-            return None
+    def reason(self, address: IPAddress | str, host: str | None = None) -> str | None:
+        """Why this guard refuses ``address`` (of ``host``, when given: an allowed host
+        name opens its addresses), or None when it allows it."""
         ip = parse_address(address) if isinstance(address, str) else address
         if ip is None:
             return "not a valid IP address"
+        reason = blocked_reason(ip)
+        if reason is None or always_refused(reason):
+            return reason
+        if self.allowed.allows_host(host):
+            return None
         candidates: list[IPAddress] = [ip]
         if isinstance(ip, ipaddress.IPv6Address):
             embedded = _embedded_ipv4(ip)
             if embedded is not None:
                 candidates.append(embedded[0])
-        if any(candidate in net for candidate in candidates for net in self.exempt):
+        if self.allowed.allows_address(candidates):
             return None
-        return blocked_reason(ip)
+        return reason
 
     def check_address(self, host: str, address: IPAddress | str) -> None:
         """Raise BlockedAddressError when ``host``'s address ``address`` is refused."""
-        reason = self.reason(address)
+        reason = self.reason(address, host)
         if reason is not None:
             raise BlockedAddressError(host, str(address), reason)
 
@@ -232,16 +339,13 @@ class NetGuard:
         """``resolve(host)``, refused with BlockedAddressError if ANY address is refused:
         what a connection to ``host`` may use."""
         addresses = await self.resolve(host)
-        if self.enforcing:
-            for address in addresses:
-                self.check_address(host, address)
+        for address in addresses:
+            self.check_address(host, address)
         return addresses
 
     async def check_url(self, url: str) -> None:
         """Refuse ``url`` (BlockedAddressError) if its host is or resolves to a refused
         address; PermanentError ``dns`` when the host does not resolve."""
-        if not self.enforcing:
-            return
         try:
             host = URL(url).raw_host
         except ValueError as exc:

@@ -37,7 +37,7 @@ from worker.netguard import BlockedAddressError, NetGuard
 from workflows.urls import canonicalize
 
 LOCAL_IS_PUBLIC = [ipaddress.ip_network("127.0.0.1/32")]
-HINT = "set TRAWL_ALLOW_PRIVATE_NETWORKS=1 to allow private networks"
+HINT = "add the network or host to TRAWL_ALLOW_NETWORKS to allow it"
 
 
 class _Redirect(BaseHTTPRequestHandler):

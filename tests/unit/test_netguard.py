@@ -23,7 +23,7 @@ UNSPECIFIED = "an unspecified address"
 MULTICAST = "a multicast address"
 RESERVED = "a reserved address"
 CGNAT = "a carrier-grade NAT address"
-HINT = "set TRAWL_ALLOW_PRIVATE_NETWORKS=1 to allow private networks"
+HINT = "add the network or host to TRAWL_ALLOW_NETWORKS to allow it"
 
 
 @pytest.mark.parametrize(
@@ -42,12 +42,12 @@ HINT = "set TRAWL_ALLOW_PRIVATE_NETWORKS=1 to allow private networks"
         ("0.0.0.0", UNSPECIFIED),
         ("0.1.2.3", RESERVED),
         ("100.64.0.1", CGNAT),
-        ("100.100.100.200", CGNAT),
+        ("100.100.100.200", METADATA),  # Alibaba Cloud
         ("224.0.0.1", MULTICAST),
         ("239.255.255.250", MULTICAST),
         ("240.0.0.1", RESERVED),
         ("255.255.255.255", RESERVED),
-        ("192.0.0.192", RESERVED),
+        ("192.0.0.192", METADATA),  # Oracle Cloud
         ("192.0.2.1", RESERVED),
         ("198.18.0.1", RESERVED),
         ("172.32.0.1", None),
@@ -86,12 +86,13 @@ def test_classification(address: str, reason: str | None) -> None:
     assert blocked_reason(ipaddress.ip_address(address)) == reason
 
 
-def test_allow_private_allows_everything() -> None:
+def test_allow_private_allows_private_networks_but_never_metadata() -> None:
     guard = NetGuard.allow_all()
-    assert not guard.enforcing
-    for address in ("127.0.0.1", "10.0.0.5", "169.254.169.254", "::1", "fd00:ec2::254"):
+    for address in ("127.0.0.1", "10.0.0.5", "::1", "fd12:3456::1"):
         assert guard.reason(address) is None
         guard.check_address("h.test", address)
+    assert guard.reason("169.254.169.254") == METADATA
+    assert guard.reason("fd00:ec2::254") == METADATA
 
 
 def test_exempt_networks_count_as_public() -> None:
@@ -139,8 +140,7 @@ async def test_a_host_resolving_to_a_private_address_is_refused() -> None:
     with pytest.raises(BlockedAddressError) as info:
         await guard.check_url("http://x.test/")
     assert str(info.value) == (
-        "refused http://x.test/: x.test resolves to 10.0.0.5, a private address; "
-        "set TRAWL_ALLOW_PRIVATE_NETWORKS=1 to allow private networks"
+        f"refused http://x.test/: x.test resolves to 10.0.0.5, a private address; {HINT}"
     )
     assert info.value.url == "http://x.test/"
 
@@ -195,10 +195,13 @@ async def test_unresolvable_host_is_a_permanent_dns_error() -> None:
     assert "nowhere.test" in str(info.value)
 
 
-async def test_allow_all_resolves_nothing() -> None:
-    dns = StubDns({})
-    await NetGuard(allow_private=True, resolver=dns).check_url("http://nowhere.test/")
-    assert dns.lookups == []
+async def test_allow_private_still_resolves_to_refuse_metadata() -> None:
+    dns = StubDns({"intra.test": ["10.0.0.5"], "md.test": ["169.254.169.254"]})
+    guard = NetGuard(allow_private=True, resolver=dns)
+    await guard.check_url("http://intra.test/")
+    with pytest.raises(BlockedAddressError, match="a cloud metadata address; never allowed"):
+        await guard.check_url("http://md.test/")
+    assert dns.lookups == ["intra.test", "md.test"]
 
 
 async def test_system_resolver_localhost_is_loopback() -> None:
@@ -207,13 +210,14 @@ async def test_system_resolver_localhost_is_loopback() -> None:
 
 
 def test_workers_refuse_private_networks_unless_configured() -> None:
-    assert NetGuard(allow_private=load_settings(env={}).allow_private_networks).enforcing
+    default = NetGuard(allow_private=load_settings(env={}).allow_private_networks)
+    assert default.reason("10.0.0.5") == PRIVATE
     allowed = load_settings(env={"TRAWL_ALLOW_PRIVATE_NETWORKS": "1"})
-    assert not NetGuard(allow_private=allowed.allow_private_networks).enforcing
+    assert NetGuard(allow_private=allowed.allow_private_networks).reason("10.0.0.5") is None
 
 
 @pytest.mark.parametrize(
-    ("environ", "enforcing"),
+    ("environ", "refuses_private"),
     [
         ({}, False),  # trawl run on a user's own machine
         ({"TRAWL_ALLOW_PRIVATE_NETWORKS": ""}, False),
@@ -225,6 +229,8 @@ def test_workers_refuse_private_networks_unless_configured() -> None:
     ],
 )
 def test_trawl_run_allows_private_networks_unless_told_not_to(
-    environ: dict[str, str], enforcing: bool
+    environ: dict[str, str], refuses_private: bool
 ) -> None:
-    assert embedded_guard(environ).enforcing is enforcing
+    guard = embedded_guard(environ)
+    assert (guard.reason("127.0.0.1") is not None) is refuses_private
+    assert guard.reason("169.254.169.254") == METADATA

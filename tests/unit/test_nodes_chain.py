@@ -12,6 +12,7 @@ import pytest
 from nodes import ScriptEngineError, run_chain, script
 from nodes.context import Link, NodeContext
 from nodes.page import Page
+from nodes.script import ScriptTimeout
 from workflows.spec import NodeSpec, ScriptNode
 
 URL = "http://shop.test/p/12"
@@ -102,19 +103,18 @@ async def test_a_script_that_throws_gives_null_and_a_warning() -> None:
     assert ctx.warnings == {"script_error": 1}
 
 
-async def test_a_script_timing_out_in_the_engine_gives_null_and_a_warning() -> None:
-    ctx, _ = await run_script(TimeoutError("evaluate timed out"), **{"as": "v"})
-    assert ctx.data == {"v": None}
-    assert ctx.warnings == {"script_error": 1}
+async def test_a_script_timing_out_in_the_engine_fails_the_task() -> None:
+    with pytest.raises(ScriptTimeout, match=r"script did not finish within its timeout_s") as info:
+        await run_script(TimeoutError("evaluate timed out"), **{"as": "v"})
+    assert info.value.error_class == "script_timeout"
 
 
 async def test_a_script_past_its_timeout_is_cut_off_here_too() -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
-    ctx, _ = await run_script("hang", **{"as": "v", "timeout_s": 0.05})
+    with pytest.raises(ScriptTimeout, match=r"\(0.05 s\)"):
+        await run_script("hang", **{"as": "v", "timeout_s": 0.05})
     assert loop.time() - started < 5
-    assert ctx.data == {"v": None}
-    assert ctx.warnings == {"script_error": 1}
 
 
 async def test_an_engine_failure_is_not_mistaken_for_a_script_error() -> None:

@@ -4,9 +4,19 @@ One browser per process. Pages are rendered in tabs, each in its own browser con
 tab serves a small batch of tasks (``pages_per_context``, default 8) before its context is
 thrown away: opening a tab costs a renderer process (~0.1-1 s on a small machine), several
 times the cost of rendering a typical page, so one context per task would spend most of
-the time starting renderers. Within a batch cookies and storage persist; across batches
-nothing does. ``pages_per_context=1`` gives a fresh context per task. The yielded Page is
-the live tab, so script nodes can evaluate in it.
+the time starting renderers. ``pages_per_context=1`` gives a fresh context per task. The
+yielded Page is the live tab, so script nodes can evaluate in it.
+
+Isolation: a tab is reused only by a request of the same ``session`` (the execution, which
+belongs to one tenant) with the same user agent, headers and blocked resource types, so
+cookies, storage and open pages never cross from one execution or tenant to another.
+Within a batch cookies and storage persist; across batches nothing does. After every task
+the pages it opened (popups) are closed. A tab whose navigation or script timed out (its
+renderer may be spinning) is thrown away with its context, which kills the renderer; a
+close that does not finish within ``close_timeout_s`` retires the whole browser. Idle tabs
+wait in a least-recently-used pool: tabs in use and idle together never exceed
+``max_contexts`` (the oldest idle one is closed to make room), and a tab idle for
+``idle_timeout_s`` is closed.
 Chromium's memory grows over thousands of pages, so the browser is replaced every
 ``restart_after_pages`` pages: new tasks go to a new browser while the old one finishes its
 pages in flight, then closes. A crashed tab or a dead browser is a RetryableError
@@ -112,23 +122,35 @@ class _Browser:
         return not self.retired and self.browser.is_connected()
 
 
-class _Tab:
-    """A context with one tab, reused for up to ``pages_per_context`` tasks."""
+_TabKey = tuple[str, str, tuple[tuple[str, str], ...], frozenset[str]]
 
-    __slots__ = ("context", "crashed", "failed_navigation", "handle", "key", "page", "uses")
+
+class _Tab:
+    """A context with one tab, reused for up to ``pages_per_context`` tasks of a session."""
+
+    __slots__ = (
+        "context",
+        "crashed",
+        "failed_navigation",
+        "handle",
+        "idle_since",
+        "key",
+        "page",
+        "poisoned",
+        "uses",
+    )
 
     def __init__(
-        self,
-        handle: _Browser,
-        context: BrowserContext,
-        page: PlaywrightPage,
-        key: tuple[str, tuple[tuple[str, str], ...], frozenset[str]],
+        self, handle: _Browser, context: BrowserContext, page: PlaywrightPage, key: _TabKey
     ) -> None:
         self.handle = handle
         self.context = context
         self.page = page
         self.key = key
         self.uses = 0
+        self.idle_since = 0.0
+        # A script that outlived its timeout (the renderer may still be running it).
+        self.poisoned = False
         self.crashed = asyncio.Event()
         # The URL of the last main-frame navigation request that failed (a redirect's hop,
         # say), for the error of the fetch.
@@ -144,11 +166,11 @@ class _Tab:
         page.on("requestfailed", request_failed)
 
 
-def _tab_key(
-    request: FetchRequest,
-) -> tuple[str, tuple[tuple[str, str], ...], frozenset[str]]:
-    """What a reused tab must share with the request: user agent, headers, blocking."""
+def _tab_key(request: FetchRequest) -> _TabKey:
+    """What a reused tab must share with the request: its session (the execution), user
+    agent, headers and blocking."""
     return (
+        request.session,
         request.user_agent,
         tuple(sorted((request.headers or {}).items())),
         frozenset(request.block_resources),
@@ -329,11 +351,13 @@ class BrowserFetcher(Fetcher):
     """Fetcher over headless Chromium.
 
     ``executable_path``: a Chromium binary (TRAWL_CHROMIUM_PATH); None uses Playwright's own
-    build (``playwright install chromium``). ``max_contexts`` caps the tabs open at once,
-    which is what bounds the browser's memory. ``pages_per_context`` is how many tasks a tab
-    serves before its context is discarded. ``restart_after_pages`` replaces the browser
-    after that many pages. ``guard`` decides which addresses Chromium may connect to
-    (default: all of them); a guard that can refuse anything puts a ``GuardProxy`` in
+    build (``playwright install chromium``). ``max_contexts`` caps the tabs alive at once,
+    in use or idle, which is what bounds the browser's memory. ``pages_per_context`` is how
+    many tasks of one session a tab serves before its context is discarded;
+    ``idle_timeout_s`` how long an idle tab is kept. ``close_timeout_s`` bounds closing a
+    context (a wedged renderer): past it the browser is replaced. ``restart_after_pages``
+    replaces the browser after that many pages. ``guard`` decides which addresses Chromium
+    may connect to (default: ``NetGuard.allow_all()``); a ``GuardProxy`` applies it in
     front of every connection of the browser.
     """
 
@@ -344,6 +368,8 @@ class BrowserFetcher(Fetcher):
         max_contexts: int = 8,
         restart_after_pages: int = 500,
         pages_per_context: int = 8,
+        idle_timeout_s: float = 60.0,
+        close_timeout_s: float = 5.0,
         launch_timeout_s: float = 60.0,
         extra_args: Iterable[str] = (),
         guard: NetGuard | None = None,
@@ -352,12 +378,19 @@ class BrowserFetcher(Fetcher):
             raise ValueError("restart_after_pages must be at least 1")
         if pages_per_context < 1:
             raise ValueError("pages_per_context must be at least 1")
+        if max_contexts < 1:
+            raise ValueError("max_contexts must be at least 1")
         self._pages_per_context = pages_per_context
-        self._idle: list[_Tab] = []
+        self._max_contexts = max_contexts
+        self._idle_timeout_s = idle_timeout_s
+        self._close_timeout_s = close_timeout_s
+        self._idle: list[_Tab] = []  # least recently used first
+        self._in_use = 0  # tabs handed to tasks
         self._executable_path = executable_path
         self._args = [*CHROMIUM_ARGS, *extra_args]
+        guard = guard if guard is not None else NetGuard.allow_all()
         self._proxy: GuardProxy | None = None
-        if guard is not None and guard.enforcing:
+        if guard.enforcing:
             self._proxy = GuardProxy(guard)
             self._args.extend(_GUARDED_ARGS)
         self._launch_timeout_s = launch_timeout_s
@@ -439,7 +472,7 @@ class BrowserFetcher(Fetcher):
                     status=status,
                     headers=headers,
                     requested_url=request.url,
-                    evaluate=_evaluator(tab.page, tab.crashed),
+                    evaluate=_evaluator(tab),
                 )
                 healthy = True
             finally:
@@ -464,25 +497,36 @@ class BrowserFetcher(Fetcher):
         return None
 
     async def _tab(self, handle: _Browser, request: FetchRequest) -> _Tab:
-        """An idle tab of ``handle`` fit for ``request``, else a new context and tab."""
+        """An idle tab of ``handle`` fit for ``request`` (same session and settings), else
+        a new context and tab, after closing the oldest idle tabs to make room."""
         key = _tab_key(request)
-        while self._idle:
-            tab = self._idle.pop()
+        await self._close_stale()
+        for index in range(len(self._idle) - 1, -1, -1):
+            tab = self._idle[index]
             if tab.handle is handle and tab.key == key and not tab.page.is_closed():
+                del self._idle[index]
                 tab.uses += 1
+                self._in_use += 1
                 return tab
-            await _close_quietly(tab.context.close())
+        while self._idle and len(self._idle) + self._in_use >= self._max_contexts:
+            await self._discard(self._idle.pop(0))
         self.contexts_opened += 1
-        context = await handle.browser.new_context(
-            user_agent=request.user_agent,
-            extra_http_headers=request.headers or None,
-            service_workers="block",
-        )
+        self._in_use += 1
+        try:
+            context = await handle.browser.new_context(
+                user_agent=request.user_agent,
+                extra_http_headers=request.headers or None,
+                service_workers="block",
+            )
+        except BaseException:
+            self._in_use -= 1
+            raise
         try:
             page = await context.new_page()
             if request.block_resources:
                 await page.route("**/*", _blocker(frozenset(request.block_resources)))
         except BaseException:
+            self._in_use -= 1
             await _close_quietly(context.close())
             raise
         tab = _Tab(handle, context, page, key)
@@ -490,18 +534,57 @@ class BrowserFetcher(Fetcher):
         return tab
 
     async def _return_tab(self, tab: _Tab, healthy: bool) -> None:
-        """Keep a healthy tab for the next task of its batch; close it otherwise."""
+        """Close the pages the task opened; keep a healthy tab for the next task of its
+        session's batch; close it otherwise."""
+        self._in_use -= 1
         reusable = (
             healthy
+            and not tab.poisoned
             and tab.uses < self._pages_per_context
             and not tab.crashed.is_set()
             and tab.handle.usable
             and not tab.page.is_closed()
         )
         if reusable:
+            reusable = await self._close_popups(tab)
+        if reusable:
+            tab.idle_since = asyncio.get_running_loop().time()
             self._idle.append(tab)
         else:
-            await _close_quietly(tab.context.close())
+            await self._discard(tab)
+
+    async def _close_popups(self, tab: _Tab) -> bool:
+        """Close every page of the tab's context but the tab itself; False if one would
+        not close (the tab is then not fit for reuse)."""
+        for page in tab.context.pages:
+            if page is not tab.page and not await self._close_within(page.close()):
+                return False
+        return True
+
+    async def _close_stale(self) -> None:
+        """Close the tabs idle for longer than ``idle_timeout_s``."""
+        horizon = asyncio.get_running_loop().time() - self._idle_timeout_s
+        while self._idle and self._idle[0].idle_since < horizon:
+            await self._discard(self._idle.pop(0))
+
+    async def _discard(self, tab: _Tab) -> None:
+        """Close the tab's context, which ends its renderer and every page it opened. A
+        close that hangs (a wedged browser) retires the browser: the next task launches a
+        new one and this one is closed when its last page is done."""
+        if not await self._close_within(tab.context.close()):
+            _log.warning(
+                "closing a browser context took over %.1f s; replacing the browser",
+                self._close_timeout_s,
+            )
+            tab.handle.retired = True
+
+    async def _close_within(self, closing: Awaitable[None]) -> bool:
+        """Await ``closing`` for at most ``close_timeout_s``; False when it took longer."""
+        try:
+            await asyncio.wait_for(_close_quietly(closing), self._close_timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def _launch(self) -> _Browser:
         assert self._playwright is not None, "BrowserFetcher.start() was not called"
@@ -557,10 +640,11 @@ class BrowserFetcher(Fetcher):
         stale = [tab for tab in self._idle if tab.handle is handle]
         self._idle = [tab for tab in self._idle if tab.handle is not handle]
         for tab in stale:
-            await _close_quietly(tab.context.close())
+            await self._close_within(tab.context.close())
         if handle in self._browsers:
             self._browsers.discard(handle)
-            await _close_quietly(handle.browser.close())
+            if not await self._close_within(handle.browser.close()):
+                _log.warning("a retired browser did not close; Playwright ends it on close()")
 
 
 async def _load(tab: PlaywrightPage, request: FetchRequest) -> tuple[str, int, dict[str, str]]:
@@ -608,17 +692,21 @@ def _blocker(types: frozenset[str]) -> Callable[[Route], Awaitable[None]]:
     return handle
 
 
-def _evaluator(
-    tab: PlaywrightPage, crashed: asyncio.Event
-) -> Callable[[str, float], Awaitable[Any]]:
+def _evaluator(tab: _Tab) -> Callable[[str, float], Awaitable[Any]]:
+    page = tab.page
+
     async def evaluate(code: str, timeout_s: float) -> Any:
-        """Run ``code`` in the page. TimeoutError when it runs too long, RuntimeError when
-        it throws, RetryableError ``browser_crash`` when the tab died."""
+        """Run ``code`` in the page. TimeoutError when it runs too long (the tab is then
+        discarded after the task: its renderer may still be running the script),
+        RuntimeError when it throws, RetryableError ``browser_crash`` when the tab died."""
         try:
-            return await asyncio.wait_for(tab.evaluate(code), timeout_s)
+            return await asyncio.wait_for(page.evaluate(code), timeout_s)
+        except (TimeoutError, asyncio.CancelledError):
+            tab.poisoned = True
+            raise
         except PlaywrightError as exc:
-            if crashed.is_set() or tab.is_closed():
-                raise _crash(tab.url, exc.message) from exc
+            if tab.crashed.is_set() or page.is_closed():
+                raise _crash(page.url, exc.message) from exc
             raise RuntimeError(f"script failed: {exc.message}") from exc
 
     return evaluate
