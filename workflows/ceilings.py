@@ -25,9 +25,9 @@ class Ceilings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 20 * 1024 * 1024
     max_fetch_timeout_s: float = 120.0
     max_script_timeout_s: float = 30.0
-    max_requests_per_second: float = 20.0
-    max_burst: int = 50
-    max_concurrency_per_host: int = 16
+    max_requests_per_second: float = 100.0
+    max_burst: int = 100
+    max_concurrency_per_host: int = 32
     max_pages: int = 1_000_000
     max_depth: int = 50
     max_attempts: int = 10

@@ -51,7 +51,6 @@ class _Helper:
             [sys.executable, "-m", "workflows.isolated", str(memory_bytes)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
         # A new helper says it is ready once its imports are done: starting one does not
         # eat into the deadline of the job it is started for.

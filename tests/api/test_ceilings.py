@@ -47,8 +47,8 @@ async def test_a_workflow_asking_for_more_than_the_ceilings_is_a_422_naming_each
             "(TRAWL_CEILING_MAX_BODY_BYTES)"
         )
         assert "TRAWL_CEILING_MAX_FETCH_TIMEOUT_S" in problems["fetch.timeout_s"]
-        assert "at most 20 " in problems["politeness.requests_per_second"]
-        assert "at most 16 " in problems["politeness.max_concurrency_per_host"]
+        assert "at most 100 " in problems["politeness.requests_per_second"]
+        assert "at most 32 " in problems["politeness.max_concurrency_per_host"]
         assert "at most 500 " in problems["max_pages"]
 
 
