@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 from dotenv import dotenv_values
 
+from backends.ratelimit import RatePolicy
 from workflows.ceilings import Ceilings
 
 
@@ -70,6 +71,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ceiling_max_attempts: int = 10
     ceiling_max_backoff_s: float = 300.0
     ceiling_max_items: int = 1000
+
+    # Per host across every execution and tenant of the deployment, enforced in Redis by
+    # the workers: requests per second (0: no ceiling) and requests in flight.
+    host_max_rps: float = 0.0
+    host_max_concurrency: int = 64
+
+    def host_policy(self) -> RatePolicy | None:
+        """The deployment-wide per-host limit, or None when there is none."""
+        if self.host_max_rps <= 0:
+            return None
+        return RatePolicy(
+            rate_per_s=self.host_max_rps,
+            burst=1,  # "N a second" means at most N (+1) in any second, no bursts
+            min_interval_s=0.0,
+            max_concurrency=max(1, self.host_max_concurrency),
+        )
 
     def ceilings(self) -> Ceilings:
         """The ``ceiling_*`` settings as the validator takes them."""

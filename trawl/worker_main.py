@@ -88,6 +88,7 @@ async def _run_worker(settings: Settings, stop: asyncio.Event, sock: socket.sock
             # time to flush the finished ones.
             drain_timeout_s=max(grace_s - DRAIN_FLUSH_MARGIN_S, grace_s / 2),
             outage_budget_s=settings.backend_outage_s,
+            host_policy=settings.host_policy(),
         )
         service = WorkerService(
             parts.pipeline,

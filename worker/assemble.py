@@ -13,7 +13,7 @@ from backends.blobs import BlobStore
 from backends.clock import Clock
 from backends.fetcher import Fetcher
 from backends.queue import TaskQueue
-from backends.ratelimit import RateLimiter
+from backends.ratelimit import RateLimiter, RatePolicy
 from backends.seen import SeenSet
 from backends.state import StateStore
 from worker.completion import Completion
@@ -64,6 +64,7 @@ def assemble(
     max_inline_wait_s: float = MAX_INLINE_WAIT_S,
     telemetry: Telemetry | None = None,
     outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
+    host_policy: RatePolicy | None = None,
 ) -> Assembly:
     """Wire receive → process → sink → ack over ``ports``; completion runs after each flush."""
     contexts = ExecutionCache(ports.state)
@@ -78,6 +79,7 @@ def assemble(
         clock=clock,
         max_inline_wait_s=max_inline_wait_s,
         telemetry=telemetry,
+        host_policy=host_policy,
     )
     sink = Sink(
         blobs=ports.blobs,

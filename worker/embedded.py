@@ -24,6 +24,7 @@ from backends.fetcher import Fetcher
 from backends.local import LocalBlobStore
 from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
 from backends.queue import TaskQueue
+from backends.ratelimit import RateLimiter, RatePolicy
 from backends.seen import SeenSet
 from backends.sqlite import RunStore, StoreBusy, find_runs, open_run, state_file
 from backends.state import Execution, ExecutionStatus, Progress, StateStore
@@ -69,13 +70,16 @@ async def run_embedded(
     telemetry: Telemetry | None = None,
     persist: bool = True,
     resume: bool = False,
+    limiter: RateLimiter | None = None,
+    host_policy: RatePolicy | None = None,
 ) -> RunResult:
     """Crawl ``workflow`` to completion (or until ``stop``), writing under ``out_dir``.
 
     With ``persist`` the execution's state (seen set, queued tasks, counters) is kept in
     ``<out_dir>/<execution>/state.db`` as the crawl goes; ``resume`` continues the newest
     unfinished execution in ``out_dir`` from that file (ResumeError if there is none, or if
-    it ran a different workflow)."""
+    it ran a different workflow). ``limiter`` (default: this run's own) and ``host_policy``
+    let several runs share per-host permits and a ceiling per host across all of them."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     telemetry = telemetry or Telemetry.create()
@@ -93,6 +97,8 @@ async def run_embedded(
             on_progress=on_progress,
             progress_interval_s=progress_interval_s,
             telemetry=telemetry,
+            limiter=limiter,
+            host_policy=host_policy,
         )
     finally:
         await store.close()
@@ -111,13 +117,15 @@ async def _run(
     on_progress: ProgressCallback | None,
     progress_interval_s: float,
     telemetry: Telemetry,
+    limiter: RateLimiter | None,
+    host_policy: RatePolicy | None,
 ) -> RunResult:
     state, execution = store.state, store.execution
     execution_id = execution.id
     ports = Ports(
         queue=store.queue,
         seen=store.seen,
-        limiter=MemoryRateLimiter(clock),
+        limiter=limiter or MemoryRateLimiter(clock),
         state=state,
         blobs=LocalBlobStore(out_dir),
     )
@@ -131,6 +139,7 @@ async def _run(
         worker_id=f"local-{os.getpid()}-{uuid.uuid4().hex[:6]}",
         drain_timeout_s=STOP_DRAIN_S,
         telemetry=telemetry,
+        host_policy=host_policy,
     )
     ctx = ExecutionContext.build(execution, workflow)
     parts.contexts.put(ctx)

@@ -22,7 +22,7 @@ from backends.clock import Clock
 from backends.errors import PermanentError, RetryableError
 from backends.fetcher import Fetcher
 from backends.queue import Delivery
-from backends.ratelimit import RateLimiter
+from backends.ratelimit import Grant, RateLimiter, RatePolicy
 from backends.state import TaskResult, funnel_key
 from nodes.chain import run_chain
 from nodes.context import NodeContext
@@ -67,8 +67,12 @@ class TaskProcessor:
         clock: Clock,
         max_inline_wait_s: float = MAX_INLINE_WAIT_S,
         telemetry: Telemetry | None = None,
+        host_policy: RatePolicy | None = None,
     ) -> None:
         self._max_inline_wait_s = max_inline_wait_s
+        # The operator's ceiling per host across every execution and tenant (None: only
+        # each execution's own politeness applies, as in `trawl run`).
+        self._host_policy = host_policy
         self._t = telemetry or Telemetry.create()
         self._contexts = contexts
         self._fetchers = fetchers
@@ -132,12 +136,27 @@ class TaskProcessor:
             return self._filtered(delivery, "cancelled")
         workflow = ctx.workflow
         if workflow.politeness.respect_robots_txt:
+            held: list[tuple[str, Grant]] = []
+            if self._robots.needs_fetch(task.url):
+                # Fetching robots.txt is a request to the host like any other: it waits
+                # for the same permits (or the task goes back to the queue).
+                key = f"{task.execution_id}|{host_key(task.url)}"
+                with self._t.stage("politeness"):
+                    permits = await self._permits(
+                        task.url, key, ctx.policy, self._max_inline_wait_s
+                    )
+                if isinstance(permits, float):
+                    await self._hand_back(delivery, permits)
+                    return None
+                held = permits
             try:
                 with self._t.stage("robots"):
                     allowed = await self._robots.allowed(task.url, workflow.fetch.user_agent)
             except Exception as exc:  # a robots.txt we cannot read never blocks the crawl
                 log.warning("robots.txt check failed for %s: %s", task.url, exc)
                 allowed = True
+            finally:
+                await self._release(held)
             if not allowed:
                 return self._filtered(delivery, "robots_txt")
         try:
@@ -173,17 +192,10 @@ class TaskProcessor:
             if crawl_delay and crawl_delay > policy.min_interval_s:
                 policy = msgspec.structs.replace(policy, min_interval_s=crawl_delay)
         with self._t.stage("politeness"):
-            while True:
-                grant = await self._limiter.acquire(key, policy)
-                if grant.granted:
-                    break
-                if self._stopping.is_set():
-                    await self._hand_back(delivery, 0.0)
-                    return None
-                if grant.retry_after_s > self._max_inline_wait_s:
-                    await self._hand_back(delivery, grant.retry_after_s)
-                    return None
-                await self._pause(grant.retry_after_s)
+            permits = await self._permits(task.url, key, policy, self._max_inline_wait_s)
+        if isinstance(permits, float):
+            await self._hand_back(delivery, permits)
+            return None
         fetched_at = self._clock.wall()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -200,7 +212,7 @@ class TaskProcessor:
                     )
                 status = page.status
         finally:
-            await self._limiter.release(key, grant.lease_id)
+            await self._release(permits)
         with self._t.stage("frontier", links=len(node_ctx.links)):
             funnel = await self._frontier.admit(ctx, task, node_ctx.links)
         funnel[funnel_key("fetched", task.phase, task.marker)] += 1
@@ -227,6 +239,36 @@ class TaskProcessor:
             warning_fields=dict(node_ctx.warning_fields),
         )
         return Outcome(delivery, result, record)
+
+    async def _permits(
+        self, url: str, key: str, policy: RatePolicy, max_wait_s: float
+    ) -> list[tuple[str, Grant]] | float:
+        """Permits to send one request to ``url``'s host: this execution's politeness and,
+        when the deployment sets one, its ceiling for the host across every execution.
+        Waits in place up to ``max_wait_s`` at a time; beyond that (or when stopping), the
+        delay after which to try again, for the task to be handed back."""
+        while True:
+            grant = await self._limiter.acquire(key, policy)
+            taken = [(key, grant)]
+            if grant.granted and self._host_policy is not None:
+                shared = f"host|{host_key(url)}"
+                host_grant = await self._limiter.acquire(shared, self._host_policy)
+                if host_grant.granted:
+                    taken.append((shared, host_grant))
+                else:  # the host is at the deployment's ceiling: give this one back
+                    await self._limiter.release(key, grant.lease_id)
+                    grant = host_grant
+            if grant.granted:
+                return taken
+            if self._stopping.is_set():
+                return 0.0
+            if grant.retry_after_s > max_wait_s:
+                return grant.retry_after_s
+            await self._pause(grant.retry_after_s)
+
+    async def _release(self, permits: list[tuple[str, Grant]]) -> None:
+        for key, grant in permits:
+            await self._limiter.release(key, grant.lease_id)
 
     def _node_span(self, index: int, node: NodeSpec) -> contextlib.AbstractContextManager[Span]:
         kind = node.__struct_config__.tag

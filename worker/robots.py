@@ -73,6 +73,15 @@ class RobotsCache:
             return _ALLOW_ALL, self._ttl_s
         return _ALLOW_ALL, 60.0
 
+    def needs_fetch(self, url: str) -> bool:
+        """Whether answering for ``url`` would fetch its origin's robots.txt now (nothing
+        cached, expired, and no fetch of it under way)."""
+        origin = _origin(url)
+        entry = self._entries.get(origin)
+        if entry is not None and entry.expires_at > self._clock.now():
+            return False
+        return origin not in self._inflight
+
     async def allowed(self, url: str, user_agent: str) -> bool:
         """Whether ``user_agent`` may fetch ``url``."""
         rules = await self._rules(_origin(url), user_agent)

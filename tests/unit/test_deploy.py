@@ -76,6 +76,9 @@ _TUNABLE = {
         "an API quota with a safe default; docs/tenants.md",
     ),
     "TRAWL_REDACT_QUERY_PARAMS": "empty: the built-in list of token-like names is masked",
+    "TRAWL_HOST_MAX_RPS": "0: no ceiling per host beyond each execution's politeness; "
+    "docs/tenants.md",
+    "TRAWL_HOST_MAX_CONCURRENCY": "only with TRAWL_HOST_MAX_RPS; docs/tenants.md",
     "TRAWL_BACKEND_OUTAGE_S": "how long a backend may be down before a worker exits (300 s); "
     "docs/operations.md",
     "TRAWL_RECONCILE_AFTER_S": "when lost tasks are re-published (300 s); docs/distributed.md",
