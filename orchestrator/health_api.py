@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from orchestrator.models import Health, Readiness
 from orchestrator.services import ServicesDep
+from worker.outage import describe, public_reason
+
+log = logging.getLogger(__name__)
 
 
 @get("/healthz", tags=["health"])
@@ -35,7 +39,8 @@ async def readyz(services: ServicesDep) -> Response[Readiness]:
         except TimeoutError:
             return f"no answer within {timeout:g} s"
         except Exception as exc:
-            return str(exc) or type(exc).__name__
+            log.info("readiness check %s failed: %s", name, describe(exc)[:500])
+            return public_reason(exc)
         return None
 
     results = await asyncio.gather(*(run(n) for n in names))

@@ -81,8 +81,7 @@ def readiness_checks(
         missing = await missing_migrations(pool)
         if missing:
             raise PermanentError(
-                f"schema at {pool.where} lacks migration(s) {', '.join(missing)}; "
-                "run `trawl migrate`",
+                f"the database schema lacks migration(s) {', '.join(missing)}; run `trawl migrate`",
                 error_class="database_schema",
             )
 

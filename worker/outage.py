@@ -66,6 +66,22 @@ def describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+# Failures whose message Trawl writes itself, saying what is missing and what to do, with
+# no address, credential or library text in it: /readyz (which anyone who reaches the
+# port may read) shows these as they are, and every other failure only by its kind.
+_PUBLIC_CLASSES = frozenset({"gcs_missing", "pubsub_missing", "database_schema"})
+
+
+def public_reason(exc: BaseException) -> str:
+    """What /readyz says about a failed check: never a library's error text."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, TrawlError) and exc.error_class in _PUBLIC_CLASSES:
+        return describe(exc)[:200]
+    kind = exc.error_class if isinstance(exc, TrawlError) else type(exc).__name__
+    return f"unavailable ({kind})"
+
+
 async def ride_out(
     op: Callable[[], Awaitable[T]],
     *,
@@ -90,7 +106,7 @@ async def ride_out(
                 started = now
             backend = backend_of(exc)
             if outages is not None:
-                outages.current[backend] = describe(exc)[:300]
+                outages.current[backend] = public_reason(exc)
             if now - started + delay_s > budget_s:
                 if outages is not None:
                     outages.current.pop(backend, None)

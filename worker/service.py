@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from worker.outage import DEFAULT_OUTAGE_BUDGET_S, describe
+from worker.outage import DEFAULT_OUTAGE_BUDGET_S, describe, public_reason
 from worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,8 @@ async def run_checks(checks: Mapping[str, Check], timeout_s: float) -> dict[str,
         except TimeoutError:
             return f"no answer within {timeout_s:g} s"
         except Exception as exc:
-            return describe(exc)[:300]
+            log.info("readiness check failed: %s", describe(exc)[:500])
+            return public_reason(exc)
         return None
 
     results = await asyncio.gather(*(one(c) for c in checks.values()))
