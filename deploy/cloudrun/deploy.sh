@@ -306,9 +306,16 @@ topic_role "$PUBSUB_TOPIC" "serviceAccount:$WORKER_SA_EMAIL" roles/pubsub.publis
 sub_role "$PUBSUB_SUBSCRIPTION" "serviceAccount:$WORKER_SA_EMAIL" roles/pubsub.subscriber
 # Objects in the bucket: workers write part files and exports; the orchestrator reads them
 # and writes the export of an execution it cancels. objectUser: objects only, no IAM.
+# With GCS_PREFIX set, an IAM condition keeps both accounts inside it: a bucket shared with
+# other data (or another Trawl deployment under another prefix) stays out of their reach.
+object_condition=()
+if [ -n "$GCS_PREFIX" ]; then
+  prefix_path="projects/_/buckets/$GCS_BUCKET/objects/${GCS_PREFIX%/}/"
+  object_condition=(--condition "title=trawl-prefix,expression=resource.name.startsWith(\"$prefix_path\")")
+fi
 for sa in "$ORCHESTRATOR_SA_EMAIL" "$WORKER_SA_EMAIL"; do
   gcloud storage buckets add-iam-policy-binding "gs://$GCS_BUCKET" --project "$PROJECT" \
-    --member "serviceAccount:$sa" --role roles/storage.objectUser >/dev/null
+    --member "serviceAccount:$sa" --role roles/storage.objectUser "${object_condition[@]}" >/dev/null
 done
 # Secrets: the database and Redis URLs (with their passwords).
 for sa in "$ORCHESTRATOR_SA_EMAIL" "$WORKER_SA_EMAIL"; do
