@@ -46,7 +46,8 @@ class PreviewController(Controller):
                 report = await preview_page(workflow, url, phase, data.depth, fetchers)
         except TrawlError as exc:
             raise Unprocessable(
-                detail=f"{url}: {exc}", extra={"error_class": exc.error_class}
+                detail=str(exc) if url in str(exc) else f"{url}: {exc}",
+                extra={"error_class": exc.error_class},
             ) from None
         return msgspec.convert(report, PreviewOut)
 

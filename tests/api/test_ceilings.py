@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 import msgspec
+import psutil
 
 from orchestrator.auth import create_key
 from orchestrator.services import Limits
 from tests.api.memory_app import memory_api, memory_services, served
+from tests.site import SiteServer
 from workflows.ceilings import Ceilings
 
 CEILINGS = Ceilings(max_body_bytes=20_000_000, max_fetch_timeout_s=60, max_pages=500)
@@ -114,3 +116,33 @@ async def test_a_costly_document_fails_alone_while_the_api_answers(tmp_path: Pat
         assert created.status_code == 201, created.text
     assert len(latencies) >= 5, f"/healthz answered {len(latencies)} times during the check"
     assert max(latencies) < 1.0, f"/healthz took up to {max(latencies):.3f} s meanwhile"
+
+
+async def test_a_huge_preview_is_cut_at_its_body_limit_while_the_api_answers(
+    tmp_path: Path, site: SiteServer
+) -> None:
+    """A 150 MB page: the preview reads at most the workflow's max_body_bytes (itself under
+    the ceiling), fails with a clear 422, and the orchestrator neither stalls nor grows."""
+    services = memory_services(tmp_path, limits=Limits(ceilings=CEILINGS))
+    auth = {"Authorization": f"Bearer {await create_key(services.ports.state, 'acme')}"}
+    me = psutil.Process()
+    before = me.memory_info().rss
+    body = {
+        "workflow": workflow(fetch={"max_body_bytes": 5_000_000}),
+        "url": site.url(f"/huge?bytes={150 * 1024 * 1024}"),
+    }
+    async with served(services) as base, httpx.AsyncClient(base_url=base, timeout=60) as client:
+        preview = asyncio.create_task(client.post("/v1/preview", json=body, headers=auth))
+        answered = 0
+        while not preview.done():
+            health = await client.get("/healthz")
+            assert health.status_code == 200
+            answered += 1
+            await asyncio.sleep(0.02)
+        response = await preview
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == f"{body['url']} is larger than 5000000 bytes"
+    assert response.json()["extra"] == {"error_class": "too_large"}
+    assert answered >= 1
+    grown_mb = (me.memory_info().rss - before) / 1e6
+    assert grown_mb < 100, f"the orchestrator grew by {grown_mb:.0f} MB for one preview"
