@@ -51,6 +51,8 @@ _CONTENT_TYPES = {
     ".txt": "text/plain",
 }
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+RETRY_FIRST_DELAY_S = 0.5
+RETRY_MAX_DELAY_S = 4.0
 
 
 def make_storage_client(project: str | None = None) -> storage.Client:
@@ -93,7 +95,11 @@ class GcsBlobStore(BlobStore):
         self._bucket_ready = not create_bucket
         self._bucket_lock = asyncio.Lock()
         self._timeout_s = timeout_s
-        self._retry = DEFAULT_RETRY.with_timeout(retry_deadline_s)
+        # Backoff capped at a few seconds (the client's default grows to a minute): a call
+        # goes through soon after an outage of seconds to minutes ends.
+        self._retry = DEFAULT_RETRY.with_timeout(retry_deadline_s).with_delay(
+            initial=RETRY_FIRST_DELAY_S, maximum=RETRY_MAX_DELAY_S, multiplier=2.0
+        )
         self._owns_client = owns_client
 
     @classmethod
@@ -249,6 +255,30 @@ class GcsBlobStore(BlobStore):
         """Create the bucket unless it exists (what a setup job runs once)."""
         self._bucket_ready = False
         await self._ensure_bucket()
+
+    async def check_writable(self, probe_path: str) -> None:
+        """For readiness: the bucket exists and takes a write and a delete (of
+        ``probe_path``). PermanentError saying which, when not."""
+        if not self._create_bucket:
+
+            def bucket_exists() -> bool:
+                return bool(self._bucket.exists(timeout=self._timeout_s, retry=None))
+
+            if not await asyncio.to_thread(
+                self._guarded, f"stat bucket {self.bucket_name!r}", bucket_exists
+            ):
+                raise PermanentError(
+                    f"bucket {self.bucket_name!r} does not exist", error_class="gcs_missing"
+                )
+        name = self._name(probe_path)
+        blob = self._bucket.blob(name)
+
+        def write_and_delete() -> None:
+            blob.upload_from_string(b"", timeout=self._timeout_s, retry=None)
+            with contextlib.suppress(google_exceptions.NotFound):
+                blob.delete(timeout=self._timeout_s, retry=None)
+
+        await self._call(f"write and delete probe {name!r}", write_and_delete)
 
     # -- internals
 

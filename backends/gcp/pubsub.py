@@ -20,6 +20,13 @@ an expiring deadline is how a message comes back), capped at 600 s, Pub/Sub's ma
 moment (``SETTLE_GRACE_S``) after the message leaves lease management: a lease extension the
 client's lease thread had already started would otherwise land after it and undo the delay.
 
+Lost resources. A streaming pull that ends because the subscription is gone (the emulator
+restarted empty, an operator deleted it) raises a RetryableError from ``receive`` as any
+ended stream does; the next ``receive`` re-creates the topics and subscriptions first, then
+pulls again. A publish refused because the topic is gone does the same and publishes once
+more. Messages the lost subscription held are gone with it: the reconciler re-publishes
+their tasks (see worker/reconcile.py).
+
 Delivery attempts are Pub/Sub's own when the subscription has a dead-letter policy (the
 server counts them then); without one the server reports none, and the queue counts the
 deliveries it handed out per message id itself, which sees only this process's deliveries.
@@ -213,6 +220,9 @@ class PubSubTaskQueue(TaskQueue):
         self._pending_modacks: dict[str, tuple[asyncio.TimerHandle, Any, float]] = {}
         self._attempts: OrderedDict[str, int] = OrderedDict()
         self._closed = False
+        # Set when the subscription or topic was found missing: re-created before the next
+        # streaming pull or publish.
+        self._resources_lost = False
         # Calls by kind (publish calls and messages, receipts, acks, nacks): what a worker
         # reports when it stops, for capacity planning.
         self.calls: Counter[str] = Counter()
@@ -303,6 +313,21 @@ class PubSubTaskQueue(TaskQueue):
             return
         self.calls["publish_calls"] += 1
         self.calls["published"] += len(tasks)
+        if self._resources_lost:
+            await self.ensure_resources()
+            self._resources_lost = False
+        try:
+            await self._publish(tasks)
+        except RetryableError as exc:
+            if not isinstance(exc.__cause__, google_exceptions.NotFound):
+                raise
+            # The topic is gone (an emulator restarted empty): set everything up again,
+            # the subscription before any message, and publish once more.
+            log.warning("topic %s is missing; re-creating it: %s", self.topic_path, exc)
+            await self.ensure_resources()
+            await self._publish(tasks)
+
+    async def _publish(self, tasks: Sequence[Task]) -> None:
         try:
             futures = [
                 asyncio.wrap_future(
@@ -337,6 +362,9 @@ class PubSubTaskQueue(TaskQueue):
         while True:
             if self._closed:
                 raise QueueClosed("the queue is closed")
+            if self._resources_lost and self._stream is None:
+                await self.ensure_resources()  # a RetryableError here: try again later
+                self._resources_lost = False
             self._start_stream()
             item = await self._inbox.get()
             if isinstance(item, _Closed):
@@ -391,6 +419,8 @@ class PubSubTaskQueue(TaskQueue):
         error: BaseException | None = None
         if not future.cancelled():
             error = future.exception()
+        if isinstance(error, google_exceptions.NotFound):
+            self._resources_lost = True
         log.warning("streaming pull from %s ended: %s", self.subscription_path, error)
         self._stream = None  # the next receive() starts another
         self._inbox.put_nowait(_StreamEnded(error))
@@ -574,6 +604,29 @@ class PubSubTaskQueue(TaskQueue):
             self._publisher.transport.close()
         if self._owns_subscriber:
             self._subscriber.close()
+
+    # -- readiness (what /readyz asks; nothing is created here)
+
+    async def check_exists(self, *, subscription: bool) -> None:
+        """PermanentError unless the pull subscription (or, ``subscription=False``, the
+        topic) exists; RetryableError when Pub/Sub does not answer."""
+
+        def get() -> None:
+            try:
+                if subscription:
+                    self._subscriber.get_subscription(
+                        subscription=self.subscription_path, timeout=self._rpc_timeout_s
+                    )
+                else:
+                    self._publisher.get_topic(topic=self.topic_path, timeout=self._rpc_timeout_s)
+            except google_exceptions.NotFound:
+                what = self.subscription_path if subscription else self.topic_path
+                kind = "subscription" if subscription else "topic"
+                raise PermanentError(
+                    f"{kind} {what} does not exist", error_class="pubsub_missing"
+                ) from None
+
+        await asyncio.to_thread(self._guard_rpc, "look up the subscription or topic", get)
 
     # -- errors
 

@@ -39,6 +39,23 @@ FIRST_RETRY_DELAY_S = 0.05
 MAX_RETRY_DELAY_S = 1.0
 
 
+class _OneLine(logging.Filter):
+    """asyncpg logs a whole traceback each time it fails to refill the pool to its minimum
+    size, which every PgBouncer restart makes routine: keep the cause, on one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLine())
+
+
 async def _keep_session(connection: Any) -> None:
     """Release without a reset query: there is no session state to reset (asyncpg still
     rolls back a transaction left open)."""

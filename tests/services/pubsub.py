@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import env_restored, port_open
+from tests.services import env_restored, free_port, port_open
 
 HOST = "127.0.0.1"
 PORT = 8085
@@ -132,6 +132,76 @@ def stop_detached(name: str, port: int) -> bool:
     while port_open(HOST, port) and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
+
+
+class PubSubEmulator:
+    """An emulator of one test's own on a fixed free port, to stop and start again.
+
+    A restart loses every topic, subscription and message (the emulator keeps nothing on
+    disk), as a crashed emulator or a replaced Pub/Sub endpoint would. It runs in a session
+    of its own, so stopping it also stops the JVM the launcher script starts.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port if port is not None else free_port(HOST)
+        self.log_path = Path(tempfile.gettempdir()) / f"trawl-pubsub-private-{self.port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> PubSubEmulator:
+        """Start (again) on the same port, empty; wait until it accepts connections."""
+        if self._process is not None and self._process.poll() is None:
+            raise RuntimeError(f"the Pub/Sub emulator on {self.address} is already running")
+        if not os.access(EMULATOR, os.X_OK):
+            raise RuntimeError(f"the Pub/Sub emulator is not installed at {EMULATOR}")
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [str(EMULATOR), f"--host={HOST}", f"--port={self.port}"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_DEADLINE_S
+        while not port_open(HOST, self.port, timeout_s=0.2):
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"the Pub/Sub emulator on {self.address} exited at start; see {self.log_path}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the Pub/Sub emulator did not listen on {self.address} within "
+                    f"{START_DEADLINE_S:g} s; see {self.log_path}"
+                )
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """Kill it (and its JVM) and wait until its port is closed."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_DEADLINE_S)
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        while port_open(HOST, self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Crash and come back on the same port with nothing in it."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> PubSubEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.log_path.unlink(missing_ok=True)
 
 
 def use_pubsub_emulator() -> str:
