@@ -30,6 +30,7 @@ from nodes.page import Page
 from nodes.script import ScriptEngineError, ScriptTimeout
 from worker.context import ExecutionCache, ExecutionContext
 from worker.frontier import Frontier
+from worker.outage import backend_of
 from worker.retry import backoff_delay
 from worker.robots import RobotsCache
 from worker.telemetry import EXECUTION_ID, Telemetry
@@ -44,6 +45,9 @@ MAX_INLINE_WAIT_S = 5.0
 # Hand-backs remembered per task (see TaskProcessor._handbacks); the oldest are forgotten
 # beyond this, which only makes their later retries count as used up a little early.
 MAX_REMEMBERED_HANDBACKS = 100_000
+# A task whose own backends failed goes back to the queue after 1, 2, 4... seconds, at most
+# this long (its page retries are not touched: the page did not fail).
+BACKEND_HANDBACK_MAX_S = 30.0
 
 
 @dataclass(slots=True)
@@ -163,6 +167,12 @@ class TaskProcessor:
             return await self._fetch_and_run(delivery, ctx)
         except RetryableError as exc:
             handbacks = self._handbacks.get((task.execution_id, task.url), 0)
+            if backend_of(exc) != "backend":
+                # Our own backend (Redis, Postgres, Pub/Sub, GCS) is down, not the page:
+                # the task goes back untried, later each time, and keeps all its retries.
+                log.warning("%s; handing the task back", exc)
+                await self._hand_back(delivery, min(BACKEND_HANDBACK_MAX_S, 2.0**handbacks))
+                return None
             attempt = delivery.delivery_attempt - handbacks
             if attempt < workflow.retries.max_attempts:
                 delay = backoff_delay(attempt, workflow.retries.backoff_s, exc.delay_s)

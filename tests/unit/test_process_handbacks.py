@@ -8,7 +8,7 @@ politeness would be given up without a single retry. Time is a FakeClock: no sle
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from backends.clock import FakeClock
@@ -103,3 +103,64 @@ async def test_politeness_hand_backs_do_not_use_up_retries() -> None:
     assert outcome is not None
     assert outcome.result.outcome == "succeeded"
     assert fetcher.fetched.count("http://shop.test/second") == 2
+
+
+class RedisDownSeenSet(MemorySeenSet):
+    """The seen-set of a Redis that is down for the first ``outage`` calls."""
+
+    def __init__(self, outage: int) -> None:
+        super().__init__()
+        self.outage = outage
+
+    async def add_new(
+        self, execution_id: str, keys: Sequence[str], *, claimer: str = ""
+    ) -> list[bool]:
+        if self.outage > 0:
+            self.outage -= 1
+            raise RetryableError(
+                "redis at 10.0.0.3 is unreachable", error_class="redis_unavailable"
+            )
+        return await super().add_new(execution_id, keys, claimer=claimer)
+
+
+async def test_a_backend_outage_hands_the_task_back_without_using_its_retries() -> None:
+    clock = FakeClock()
+    queue = MemoryTaskQueue(clock, ack_deadline_s=3600)
+    state = MemoryStateStore(clock)
+    workflow = make_workflow(
+        ["http://shop.test/"],
+        politeness={"requests_per_second": 100, "burst": 10, "respect_robots_txt": False},
+        retries={"max_attempts": 2, "backoff_s": 1.0},
+    )
+    execution = Execution(
+        id="e1", workflow=workflow.name, workflow_version=1, created_at=clock.wall()
+    )
+    contexts = ExecutionCache(state)
+    contexts.put(ExecutionContext.build(execution, workflow))
+    fetcher = LinkingFetcher()
+    processor = TaskProcessor(
+        contexts=contexts,
+        fetchers={"http": fetcher},
+        limiter=MemoryRateLimiter(clock),
+        robots=RobotsCache(_no_robots, clock),
+        frontier=Frontier(RedisDownSeenSet(outage=4), state, queue),
+        clock=clock,
+    )
+    await queue.publish([Task(execution_id="e1", url="http://shop.test/", depth=0, phase="page")])
+    # Four deliveries meet the outage (more than max_attempts): each goes back untried.
+    for attempt in range(1, 5):
+        delivery = await queue.receive()
+        assert delivery.delivery_attempt == attempt
+        assert await processor.process(delivery) is None
+        clock.advance(60.0)
+    outcome = await processor.process(await queue.receive())
+    assert outcome is not None
+    assert outcome.result.outcome == "succeeded"
+
+
+class LinkingFetcher(Fetcher):
+    """Every page links to one other page."""
+
+    @asynccontextmanager
+    async def open(self, request: FetchRequest) -> AsyncIterator[Page]:
+        yield Page(url=request.url, html='<html><body><a href="/next">n</a></body></html>')
