@@ -18,7 +18,7 @@ _NonNegInt = Annotated[int, Meta(ge=0)]
 
 
 class Task(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """One URL to crawl in one execution (DESIGN.md section 3).
+    """One URL to crawl in one execution: what a worker receives from the queue.
 
     ``url`` is canonical; ``parent`` is the URL of the page that linked here; ``attempt``
     counts retries the runtime chose to re-publish (not queue redeliveries, which the

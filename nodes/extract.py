@@ -1,6 +1,6 @@
 """The extract node: the fields of a page's record, read with CSS or XPath.
 
-WORKFLOWS.md is the contract; these are its details.
+docs/workflows.md ("extract") describes fields for authors; these are the details.
 
 - Where: a bare string is a CSS selector. A ``Field`` has ``css`` or ``xpath``; with
   neither it reads the element it is evaluated on (useful in nested ``fields``). Nested

@@ -1,4 +1,4 @@
-"""Object names of an execution's outputs (DESIGN.md section 4), one place."""
+"""Object names of an execution's outputs (the tree README.md shows), one place."""
 
 from __future__ import annotations
 

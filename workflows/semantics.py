@@ -1,7 +1,7 @@
 """Semantic validation: rules that need the whole, well-typed workflow to judge.
 
 Runs only on a workflow that passed structural validation, and like it collects every
-problem, each with its path (WORKFLOWS.md, "Validation catches...").
+problem, each with its path (the second round in docs/workflows.md, "Validation").
 """
 
 from __future__ import annotations

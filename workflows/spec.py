@@ -39,6 +39,9 @@ class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 
 
 class Scope(_Spec, frozen=True):
+    """Which URLs the crawl may visit: allowed hosts, include and exclude patterns, and the
+    query parameters that do not make a URL different."""
+
     allowed_domains: list[NonEmptyStr] = []
     include: list[str] = []
     exclude: list[str] = []
@@ -46,6 +49,8 @@ class Scope(_Spec, frozen=True):
 
 
 class Politeness(_Spec, frozen=True):
+    """Per-host limits of one execution, shared by every worker that runs it."""
+
     requests_per_second: PosFloat = 2.0
     burst: PosInt = 1
     delay_ms: NonNegInt = 0
@@ -54,6 +59,8 @@ class Politeness(_Spec, frozen=True):
 
 
 class FetchSettings(_Spec, frozen=True):
+    """How a page is requested, in either engine."""
+
     timeout_s: PosFloat = 30.0
     user_agent: NonEmptyStr = DEFAULT_USER_AGENT
     wait_until: WaitUntil = "domcontentloaded"
@@ -64,6 +71,8 @@ class FetchSettings(_Spec, frozen=True):
 
 
 class Retries(_Spec, frozen=True):
+    """How a page that failed for a passing reason is tried again."""
+
     max_attempts: PosInt = 3
     backoff_s: NonNegFloat = 1.0
 
@@ -88,10 +97,14 @@ FieldSpec = NonEmptyStr | Field
 
 
 class ExtractNode(_Spec, frozen=True, tag="extract", tag_field="type"):
+    """Adds fields to the page's record."""
+
     fields: Annotated[dict[NonEmptyStr, FieldSpec], Meta(min_length=1)]
 
 
 class ExtractLinksNode(_Spec, frozen=True, tag="extract_links", tag_field="type"):
+    """Emits the links the matched elements point at."""
+
     selector: NonEmptyStr = "a[href]"
     attr: NonEmptyStr = "href"
     marker: Marker | None = None
@@ -99,6 +112,8 @@ class ExtractLinksNode(_Spec, frozen=True, tag="extract_links", tag_field="type"
 
 
 class FilterNode(_Spec, frozen=True, tag="filter", tag_field="type"):
+    """Drops links emitted before it in the phase, unless they meet every condition given."""
+
     markers: list[Marker] | None = None
     min_depth: NonNegInt | None = None
     max_depth: NonNegInt | None = None
@@ -107,6 +122,8 @@ class FilterNode(_Spec, frozen=True, tag="filter", tag_field="type"):
 
 
 class ScriptNode(_Spec, frozen=True, tag="script", tag_field="type"):
+    """Runs JavaScript in the live page (browser engine only): a record value or links."""
+
     code: NonEmptyStr
     as_: NonEmptyStr | None = msgspec.field(default=None, name="as")
     emit: Literal["value", "links"] = "value"
@@ -119,6 +136,8 @@ NodeSpec = ExtractNode | ExtractLinksNode | FilterNode | ScriptNode
 
 
 class When(_Spec, frozen=True):
+    """The conditions of a transition; every one given must hold."""
+
     marker: Marker | None = None
     url: str | None = None
     min_depth: NonNegInt | None = None
@@ -126,11 +145,16 @@ class When(_Spec, frozen=True):
 
 
 class Transition(_Spec, frozen=True):
+    """Sends the links of its phase that match `when` to the phase `to`."""
+
     when: When
     to: PhaseName
 
 
 class Phase(_Spec, frozen=True):
+    """A stage of the crawl: the nodes run on each page fetched in it, and the
+    transitions that decide where its links go."""
+
     name: PhaseName
     engine: Engine | None = None
     nodes: list[NodeSpec] = []
@@ -138,6 +162,9 @@ class Phase(_Spec, frozen=True):
 
 
 class Workflow(_Spec, frozen=True):
+    """One crawl: where it starts, what it may visit, how fast, and what it does on each
+    page."""
+
     name: Name
     start_urls: Annotated[list[NonEmptyStr], Meta(min_length=1)]
     phases: Annotated[list[Phase], Meta(min_length=1)]
@@ -167,7 +194,8 @@ class Workflow(_Spec, frozen=True):
         return phase.engine or self.engine
 
     def has_records(self, phase: Phase) -> bool:
-        """Whether pages of this phase produce a record (DESIGN.md section 4)."""
+        """Whether pages of this phase write a record: it has an extract node, or a
+        script node with ``emit: value`` (docs/workflows.md, "Records")."""
         return any(
             isinstance(n, ExtractNode) or (isinstance(n, ScriptNode) and n.emit == "value")
             for n in phase.nodes

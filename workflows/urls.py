@@ -29,7 +29,7 @@ def _ignore_matcher(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def canonicalize(url: str, ignore_query_params: Iterable[str] = ()) -> str:
-    """The canonical form of an absolute http(s) URL (WORKFLOWS.md "Canonical URL")."""
+    """The canonical form of an absolute http(s) URL (the rules: docs/workflows.md)."""
     try:
         parsed = URL(url.strip())
     except (ValueError, TypeError) as exc:

@@ -1,4 +1,4 @@
-"""DESIGN.md's dependency rules, checked on the imports of every module."""
+"""The layering rules (which package may import which), checked on every module's imports."""
 
 from __future__ import annotations
 

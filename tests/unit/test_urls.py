@@ -1,4 +1,4 @@
-"""Canonicalisation: the rules of WORKFLOWS.md, and properties that must hold for any URL."""
+"""Canonicalisation: the rules docs/workflows.md states, and properties that hold for any URL."""
 
 from __future__ import annotations
 

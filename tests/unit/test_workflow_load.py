@@ -26,7 +26,7 @@ from workflows.spec import ExtractLinksNode, ExtractNode, Field, FilterNode, Scr
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The example of WORKFLOWS.md, verbatim apart from the comments.
+# A full workflow: the top-level sections at their defaults, every node type, most field options.
 FULL = """\
 name: aqua-shop
 start_urls: [http://127.0.0.1:8765/]
