@@ -15,7 +15,8 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1).
 
-    Full jitter on an exponential base keeps many workers from retrying in lockstep; a
+    A random factor of 0.5 to 1.5 on an exponential base keeps many workers from retrying
+    in lockstep; a
     server's Retry-After is a floor, because coming back earlier only earns another 429.
     """
     base = backoff_s * (2 ** max(attempt - 1, 0))
