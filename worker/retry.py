@@ -16,8 +16,8 @@ def backoff_delay(
     """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1).
 
     A random factor of 0.5 to 1.5 on an exponential base keeps many workers from retrying
-    in lockstep; a
-    server's Retry-After is a floor, because coming back earlier only earns another 429.
+    in lockstep; a server's Retry-After is a floor, because coming back earlier only earns
+    another 429.
     """
     base = backoff_s * (2 ** max(attempt - 1, 0))
     jitter = (rng or random).uniform(0.5, 1.5)
