@@ -20,7 +20,7 @@ from backends.local import LocalBlobStore
 from backends.state import WarningExample
 from trawl.cli_common import EXIT_OK, CommandError
 from worker.export import describe_warnings
-from worker.export_read import csv_chunks, lines
+from worker.export_read import write_export
 
 EXPORT_DIR = "export"
 SUMMARY = "summary.json"
@@ -131,15 +131,4 @@ def cmd_export(target: str, fmt: str, out: TextIO) -> int:
 
 
 async def _export(run: Path, fmt: str, out: TextIO) -> int:
-    blobs = LocalBlobStore(run)
-    path = f"{EXPORT_DIR}/{RECORDS}"
-    count = 0
-    if fmt == "csv":
-        async for text, rows in csv_chunks(blobs, path):
-            out.write(text)
-            count += rows
-        return count
-    async for line in lines(blobs, path):
-        out.write(line.decode("utf-8") + "\n")
-        count += 1
-    return count
+    return await write_export(LocalBlobStore(run), f"{EXPORT_DIR}/{RECORDS}", fmt, out)

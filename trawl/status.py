@@ -15,7 +15,7 @@ from backends.errors import InvalidInputError
 from backends.state import Execution, Progress, StateStore
 from trawl.settings import Settings
 from worker.completion import Completion
-from worker.export_read import csv_chunks, lines
+from worker.export_read import write_export
 from worker.paths import export_path
 from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, reconcile, settle_cancel
 from worker.stall import OK, Health, health_of
@@ -144,17 +144,7 @@ async def export_lines(settings: Settings, execution_id: str, fmt: str, out: Tex
         )
     blobs = make_blobs(settings)
     try:
-        path = export_path("", execution_id)
-        count = 0
-        if fmt == "csv":
-            async for text, rows in csv_chunks(blobs, path):
-                out.write(text)
-                count += rows
-            return count
-        async for line in lines(blobs, path):
-            out.write(line.decode("utf-8") + "\n")
-            count += 1
-        return count
+        return await write_export(blobs, export_path("", execution_id), fmt, out)
     except BlobNotFound:
         raise InvalidInputError(f"execution {execution_id} has no export") from None
     finally:

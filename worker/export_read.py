@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
 
@@ -66,6 +66,20 @@ def safe_cell(value: Any) -> Any:
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
     """One record as a CSV row: flattened, every text cell made safe."""
     return {key: safe_cell(value) for key, value in flatten(record).items()}
+
+
+async def write_export(blobs: BlobStore, path: str, fmt: str, out: TextIO) -> int:
+    """The export at ``path`` written to ``out`` as JSONL or CSV; how many records."""
+    count = 0
+    if fmt == "csv":
+        async for text, rows in csv_chunks(blobs, path):
+            out.write(text)
+            count += rows
+        return count
+    async for line in lines(blobs, path):
+        out.write(line.decode("utf-8") + "\n")
+        count += 1
+    return count
 
 
 async def csv_chunks(

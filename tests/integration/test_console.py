@@ -14,14 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import uvicorn
 from playwright.async_api import async_playwright, expect
 
 from backends.clock import SystemClock
-from orchestrator import Services, create_app
+from orchestrator import Services
 from orchestrator.auth import create_key
-from tests.api.memory_app import memory_services
-from tests.services import free_port
+from tests.api.memory_app import memory_services, served
 from tests.site import SiteServer
 from trawl.embedded import open_fetchers
 from trawl.settings import Settings
@@ -47,22 +45,6 @@ phases:
       - {{type: extract, fields: {{title: h1}}}}
       - {{type: extract_links}}
 """
-
-
-@contextlib.asynccontextmanager
-async def serving(services: Services) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_config=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @contextlib.asynccontextmanager
@@ -95,7 +77,7 @@ async def test_the_console_shows_an_execution_run_to_completion(
     services = memory_services(tmp_path)
     key = await create_key(services.ports.state, "acme")
     auth = {"Authorization": f"Bearer {key}"}
-    async with serving(services) as base:
+    async with served(services) as base:
         async with aiohttp.ClientSession(headers=auth) as http:
             headers = {"Content-Type": "application/yaml"}
             async with http.post(f"{base}/v1/workflows", data=yaml_text, headers=headers) as r:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ import aiohttp
 import msgspec
 import pytest
 
-from examples.aqua.generate import build_site, expected, expected_counts
-from examples.aqua.server import serve
-from tests.cluster import Cluster, cluster_env, completed, wait_for_execution
+from examples.aqua.generate import expected, expected_counts
+from tests.cluster import Cluster, completed, wait_for_execution
+from tests.cluster_fixtures import cluster, shop, without_run_fields
 from tests.crawling import make_workflow
 from tests.integration.test_politeness import busiest_second
 from tests.services.gcs import gcs_emulator
@@ -29,44 +28,17 @@ from tests.services.postgres import (
     restart_pgbouncer,
 )
 from tests.services.pubsub import pubsub_emulator
-from tests.services.redis import RedisServer, ensure_redis, throwaway_redis
+from tests.services.redis import RedisServer, throwaway_redis
 from tests.site import SiteServer
 
-__all__ = ["gcs_emulator", "postgres_database", "private_pgbouncer", "pubsub_emulator"]
+__all__ = ["cluster", "gcs_emulator", "postgres_database", "private_pgbouncer", "pubsub_emulator"]
+__all__ += ["shop"]
 __all__ += ["throwaway_redis"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 AQUA_HTTP = Path(__file__).resolve().parents[2] / "examples" / "aqua" / "aqua-http.yaml"
 SUMMARY_KEYS = ("pages", "records", "by_phase", "by_marker", "failures_by_class")
-
-
-@pytest.fixture
-async def shop() -> AsyncIterator[tuple[Any, str]]:
-    site = build_site()
-    async with serve(site, "127.0.0.1") as base:
-        yield site, base
-
-
-@pytest.fixture
-def cluster(
-    tmp_path: Path, postgres_database: TestDatabase, pubsub_emulator: str, gcs_emulator: str
-) -> Iterator[Cluster]:
-    with cluster_env(
-        database_url=postgres_database.dsn,
-        redis_url=ensure_redis(),
-        pubsub_host=pubsub_emulator,
-        gcs_endpoint=gcs_emulator,
-        logs=tmp_path / "logs",
-    ) as deployment:
-        yield deployment
-
-
-def without_run_fields(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for record in records:
-        record.pop("execution_id")
-        record.pop("fetched_at")
-    return sorted(records, key=lambda r: r["url"])
 
 
 def summary_of(cluster: Cluster, execution_id: str) -> dict[str, Any]:

@@ -11,56 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from examples.aqua.generate import build_site, expected, expected_counts
-from examples.aqua.server import serve
-from tests.cluster import Cluster, cluster_env, completed, wait_for_execution
+from examples.aqua.generate import expected, expected_counts
+from tests.cluster import Cluster, completed, wait_for_execution
+from tests.cluster_fixtures import cluster, shop, without_run_fields
 from tests.services.gcs import gcs_emulator
-from tests.services.postgres import TestDatabase, postgres_database
+from tests.services.postgres import postgres_database
 from tests.services.pubsub import pubsub_emulator
-from tests.services.redis import ensure_redis
 from trawl.distributed import make_queue
 from trawl.settings import load_settings
 
-__all__ = ["gcs_emulator", "postgres_database", "pubsub_emulator"]
+__all__ = ["cluster", "gcs_emulator", "postgres_database", "pubsub_emulator", "shop"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 AQUA_HTTP = Path(__file__).resolve().parents[2] / "examples" / "aqua" / "aqua-http.yaml"
 EXIT_TIMEOUT = 124
-
-
-@pytest.fixture
-async def shop() -> AsyncIterator[tuple[Any, str]]:
-    site = build_site()
-    async with serve(site, "127.0.0.1") as base:
-        yield site, base
-
-
-@pytest.fixture
-def cluster(
-    tmp_path: Path, postgres_database: TestDatabase, pubsub_emulator: str, gcs_emulator: str
-) -> Iterator[Cluster]:
-    with cluster_env(
-        database_url=postgres_database.dsn,
-        redis_url=ensure_redis(),
-        pubsub_host=pubsub_emulator,
-        gcs_endpoint=gcs_emulator,
-        logs=tmp_path / "logs",
-    ) as deployment:
-        yield deployment
-
-
-def without_run_fields(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for record in records:
-        record.pop("execution_id")
-        record.pop("fetched_at")
-    return sorted(records, key=lambda r: r["url"])
 
 
 def status_of(cluster: Cluster, execution_id: str, *args: str) -> dict[str, Any]:
