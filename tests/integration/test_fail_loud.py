@@ -260,8 +260,7 @@ async def test_readiness_names_the_migrations_a_database_lacks() -> None:
             with pytest.raises(PermanentError) as unready:
                 await check()
             assert str(unready.value) == (
-                f"the database schema lacks migration(s) {', '.join(packaged)}; "
-                "run `trawl migrate`"
+                f"the database schema lacks migration(s) {', '.join(packaged)}; run `trawl migrate`"
             )
             assert "postgres@" not in str(unready.value)  # no user or password
 
