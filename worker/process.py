@@ -34,6 +34,7 @@ from worker.outage import backend_of
 from worker.retry import backoff_delay
 from worker.robots import RobotsCache
 from worker.telemetry import EXECUTION_ID, Telemetry
+from workflows.redact import redact_text
 from workflows.spec import NodeSpec
 from workflows.urls import host_key
 
@@ -316,7 +317,10 @@ class TaskProcessor:
         task = delivery.task
         handbacks = self._handbacks.get((task.execution_id, task.url), 0)
         attempts = max(1, delivery.delivery_attempt - handbacks)
-        result = _result(delivery, "failed", error_class, message, attempt=attempts)
+        # The message goes to the failures table, failures.jsonl and the API: URLs in it
+        # lose their credentials and tokens (the task's own URL is kept as it is: it is
+        # what a replay fetches).
+        result = _result(delivery, "failed", error_class, redact_text(message), attempt=attempts)
         return Outcome(delivery, result)
 
     def _filtered(self, delivery: Delivery, reason: str) -> Outcome:

@@ -7,13 +7,27 @@ import csv
 import io
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from backends.clock import FakeClock
+from backends.errors import PermanentError
+from backends.fetcher import Fetcher, FetchRequest
 from backends.local import LocalBlobStore
+from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
+from backends.state import Execution
+from backends.task import Task
+from nodes.page import Page
+from tests.crawling import make_workflow
 from trawl import logs
+from worker.context import ExecutionCache, ExecutionContext
 from worker.export_read import csv_chunks
+from worker.frontier import Frontier
+from worker.process import TaskProcessor
+from worker.robots import RobotsCache
 from workflows.redact import redact_text, redact_url, use_params
 
 SECRET_URL = "https://bob:hunter2@shop.example/a?page=2&access_token=abc123&X-Amz-Signature=f00"
@@ -59,3 +73,46 @@ async def test_csv_cells_that_would_be_formulas_are_text(tmp_path: Path) -> None
         "'@SUM(A1)",
     ]
     assert [c["data.price"] for c in cells] == ["", "-3", "4"]  # numbers stay numbers
+
+
+async def test_a_failed_pages_message_keeps_no_token() -> None:
+    clock = FakeClock()
+    state = MemoryStateStore(clock)
+    queue = MemoryTaskQueue(clock, ack_deadline_s=3600)
+    workflow = make_workflow(
+        ["http://shop.test/"],
+        politeness={"requests_per_second": 100, "burst": 10, "respect_robots_txt": False},
+        retries={"max_attempts": 1, "backoff_s": 0.0},
+    )
+    execution = Execution(
+        id="e1", workflow=workflow.name, workflow_version=1, created_at=clock.wall()
+    )
+    contexts = ExecutionCache(state)
+    contexts.put(ExecutionContext.build(execution, workflow))
+    processor = TaskProcessor(
+        contexts=contexts,
+        fetchers={"http": GoneFetcher()},
+        limiter=MemoryRateLimiter(clock),
+        robots=RobotsCache(_unused_robots, clock),
+        frontier=Frontier(MemorySeenSet(), state, queue),
+        clock=clock,
+    )
+    url = "http://shop.test/p?session_id=s3cr3t&page=2"
+    await queue.publish([Task(execution_id="e1", url=url, depth=0, phase="page")])
+    outcome = await processor.process(await queue.receive())
+    assert outcome is not None and outcome.result.outcome == "failed"
+    assert outcome.result.url == url  # what a replay fetches
+    assert outcome.result.error_message == (
+        "HTTP 404 from http://shop.test/p?session_id=REDACTED&page=2"
+    )
+
+
+class GoneFetcher(Fetcher):
+    @asynccontextmanager
+    async def open(self, request: FetchRequest) -> AsyncIterator[Page]:
+        raise PermanentError(f"HTTP 404 from {request.url}", error_class="http_404")
+        yield Page(url=request.url, html="")
+
+
+async def _unused_robots(url: str, user_agent: str) -> tuple[int, str]:
+    raise AssertionError("robots.txt is off in this workflow")
