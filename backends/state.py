@@ -161,6 +161,37 @@ class OutputObject(_Record, frozen=True):
     kind: OutputKind
 
 
+# An API key's public id: this many hex digits of its hash, enough to name it, never to use
+# or rebuild it.
+KEY_ID_LENGTH = 12
+
+KeyRefusal = Literal["unknown", "revoked", "expired"]
+
+
+def key_id_of(key_hash: str) -> str:
+    """The public id of the key with this hash."""
+    return key_hash[:KEY_ID_LENGTH]
+
+
+class ApiKey(_Record, frozen=True):
+    """An API key as the store keeps it: never the key nor its full hash, only a public
+    ``id``, the tenant it acts for, whether it may manage keys, and its lifetime."""
+
+    id: str
+    tenant: str
+    created_at: datetime
+    admin: bool = False
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class KeyCheck(_Record, frozen=True):
+    """A key's hash looked up: the key when it may be used, else why not."""
+
+    key: ApiKey | None = None
+    refused: KeyRefusal | None = None
+
+
 class StateStore(abc.ABC):
     """Workflows, executions, task counters, failures and outputs."""
 
@@ -219,16 +250,51 @@ class StateStore(abc.ABC):
     async def count_active_executions(self, tenant: str) -> int:
         """How many of the tenant's executions are pending or running (the API caps it)."""
 
+    @abc.abstractmethod
+    async def create_execution_capped(self, execution: Execution, max_active: int) -> bool:
+        """Record a new execution only while its tenant has fewer than ``max_active``
+        pending or running ones, in one atomic step (concurrent calls cannot overshoot);
+        False, and nothing recorded, when it has that many. InvalidInputError if its id
+        exists."""
+
     # -- API keys
 
     @abc.abstractmethod
+    async def create_api_key(
+        self,
+        key_hash: str,
+        tenant: str,
+        *,
+        admin: bool = False,
+        expires_at: datetime | None = None,
+    ) -> ApiKey:
+        """Record a key by its hash (the key itself is never stored) and return it, its
+        public id being ``key_id_of(key_hash)``; InvalidInputError if the hash or the id
+        exists."""
+
     async def put_api_key(self, key_hash: str, tenant: str) -> None:
-        """Record a key by its hash (the key itself is never stored); InvalidInputError if
-        the hash exists."""
+        """Record a tenant's key that never expires (``create_api_key`` with defaults)."""
+        await self.create_api_key(key_hash, tenant)
 
     @abc.abstractmethod
+    async def check_api_key(self, key_hash: str) -> KeyCheck:
+        """The key with this hash if it may be used now; else why not: unknown, revoked, or
+        expired (its ``expires_at`` is not after now)."""
+
     async def tenant_for_key(self, key_hash: str) -> str | None:
-        """The tenant a key's hash belongs to, or None."""
+        """The tenant a usable key's hash belongs to; None for an unknown, revoked or
+        expired key (``check_api_key`` says which)."""
+        check = await self.check_api_key(key_hash)
+        return None if check.key is None else check.key.tenant
+
+    @abc.abstractmethod
+    async def list_api_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        """Every key (or the tenant's), revoked and expired ones included, oldest first."""
+
+    @abc.abstractmethod
+    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        """Revoke the key with this public id at once and return it (revoking it again
+        keeps the first revocation time); None if there is no such key."""
 
     # -- tasks
 

@@ -20,6 +20,7 @@ from orchestrator.executions_api import (
 )
 from orchestrator.exports_api import ExportsController
 from orchestrator.health_api import healthz, readyz
+from orchestrator.keys_api import KeysController
 from orchestrator.openapi import refine
 from orchestrator.preview_api import PreviewController
 from orchestrator.services import Services
@@ -34,6 +35,7 @@ AUTHENTICATED = (
     ExecutionsController,
     ExportsController,
     PreviewController,
+    KeysController,
 )
 
 

@@ -36,7 +36,7 @@ from orchestrator.models import (
 from orchestrator.services import ServicesDep, Tenant
 from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, settle_cancel
 from worker.stall import OK, Health, health_of
-from worker.start import start_execution
+from worker.start import ActiveCapReached, start_execution
 from workflows import Problem, WorkflowInvalid
 
 TOP_ERRORS = 5
@@ -128,14 +128,20 @@ class StartController(Controller):
         workflow = await admit_start(services, stored.spec_json, overrides)  # a 422 if bad
         await check_start_urls(services, workflow.start_urls)
         cap = services.limits.max_running_executions
-        if await state.count_active_executions(tenant) >= cap:
+        try:  # the cap is checked atomically with the creation (concurrent starts included)
+            execution = await start_execution(
+                services.ports,
+                workflow,
+                tenant=tenant,
+                version=stored.version,
+                params=params,
+                max_active=cap,
+            )
+        except ActiveCapReached:
             raise TooManyRequestsException(
                 detail=f"{cap} executions are already running for this tenant; wait for one "
                 "to finish or cancel one"
-            )
-        execution = await start_execution(
-            services.ports, workflow, tenant=tenant, version=stored.version, params=params
-        )
+            ) from None
         return execution_out(execution, await state.progress(execution.id))
 
     @get("/", raises=COMMON)

@@ -155,3 +155,40 @@ class Readiness(_Out, frozen=True):
     status: str
     checked: list[str]
     down: dict[str, str] = {}
+
+
+# -- API keys (admin keys only)
+
+TENANT_PATTERN = r"^\S(.*\S)?$"
+TenantName = Annotated[str, Meta(min_length=1, max_length=200, pattern=TENANT_PATTERN)]
+
+
+class KeyCreateRequest(_In, frozen=True):
+    """A key for ``tenant``; ``expires_in_days``: its lifetime (none: it never expires);
+    ``admin``: whether it may manage keys too."""
+
+    tenant: TenantName
+    expires_in_days: Annotated[float, Meta(gt=0, le=36_500)] | None = None
+    admin: bool = False
+
+
+class KeyOut(_Out, frozen=True):
+    """A key as listed: its public id (not the key, and not enough to rebuild it)."""
+
+    id: str
+    tenant: str
+    admin: bool
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(_Out, frozen=True):
+    """A new key: ``key`` is shown this once; store it now."""
+
+    key: str
+    id: str
+    tenant: str
+    admin: bool
+    created_at: datetime
+    expires_at: datetime | None

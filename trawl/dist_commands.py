@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,11 +74,7 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     p.set_defaults(handler=cmd_orchestrator)
 
-    p = commands.add_parser("keys", help="manage API keys")
-    keys = p.add_subparsers(title="keys commands", metavar="COMMAND", required=True)
-    k = keys.add_parser("create", help="create an API key for a tenant; printed once")
-    k.add_argument("--tenant", required=True, help="the tenant the key acts for")
-    k.set_defaults(handler=cmd_keys_create)
+    _add_keys(commands)
 
     p = commands.add_parser("failures", help="an execution's failed tasks and dead letters")
     failures = p.add_subparsers(title="failures commands", metavar="COMMAND", required=True)
@@ -149,6 +146,40 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--out", help="a file (default: stdout)")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.set_defaults(handler=cmd_export)
+
+
+def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``trawl keys create|list|revoke``."""
+    p = commands.add_parser("keys", help="manage API keys")
+    keys = p.add_subparsers(title="keys commands", metavar="COMMAND", required=True)
+    k = keys.add_parser(
+        "create",
+        help="create an API key for a tenant; printed once",
+        description="Prints the key on stdout (this once) and its public id on stderr; the "
+        "id names the key in `trawl keys list` and `trawl keys revoke`.",
+    )
+    k.add_argument("--tenant", required=True, help="the tenant the key acts for")
+    k.add_argument(
+        "--expires-in", type=float, metavar="DAYS", help="the key expires after DAYS days"
+    )
+    k.add_argument(
+        "--admin",
+        action="store_true",
+        help="the key may also list, create and revoke keys through the API",
+    )
+    k.set_defaults(handler=cmd_keys_create)
+    k = keys.add_parser(
+        "list", help="API keys: id, tenant, admin, created, expires, revoked (never the key)"
+    )
+    k.add_argument("--tenant", help="only this tenant's keys")
+    k.set_defaults(handler=cmd_keys_list)
+    k = keys.add_parser(
+        "revoke",
+        help="revoke an API key at once, by its id",
+        description="Its next request is a 401 (API key revoked). Exit code 1: no such key.",
+    )
+    k.add_argument("key_id", metavar="ID", help="the key's id, as `trawl keys list` shows it")
+    k.set_defaults(handler=cmd_keys_revoke)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -328,16 +359,80 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from trawl.orchestrator_main import new_key
+    from orchestrator.auth import expiry_in, issue_key
+    from trawl.distributed import open_state
 
     tenant = args.tenant.strip()
     if not tenant:
         raise CommandError("--tenant must not be empty")
+    try:
+        expires_at = expiry_in(args.expires_in)
+    except ValueError as error:
+        raise CommandError(f"--expires-in: {error}") from None
     settings = _settings()
-    key = _run(lambda: new_key(settings, tenant))
+
+    async def main() -> tuple[str, Any]:
+        async with open_state(settings) as state:
+            return await issue_key(state, tenant, admin=args.admin, expires_at=expires_at)
+
+    key, record = _run(main)
     print(key)
-    print(f"API key for tenant {tenant!r}; it is not shown again, store it now", file=sys.stderr)
+    kind = "admin API key" if record.admin else "API key"
+    expiry = f", expires {_when(record.expires_at)}" if record.expires_at else ""
+    print(
+        f"{kind} {record.id} for tenant {tenant!r}{expiry}; the key is not shown again, "
+        "store it now",
+        file=sys.stderr,
+    )
     return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from trawl.distributed import open_state
+
+    tenant = args.tenant.strip() if args.tenant is not None else None
+    if tenant == "":
+        raise CommandError("--tenant must not be empty")
+    settings = _settings()
+
+    async def main() -> list[Any]:
+        async with open_state(settings) as state:
+            return await state.list_api_keys(tenant)
+
+    found = _run(main)
+    rows = [("ID", "TENANT", "ADMIN", "CREATED", "EXPIRES", "REVOKED")]
+    for key in found:
+        admin = "yes" if key.admin else "no"
+        times = (_when(key.created_at), _when(key.expires_at), _when(key.revoked_at))
+        rows.append((key.id, key.tenant, admin, *times))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    print(f"{len(found)} key(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from trawl.distributed import open_state
+
+    settings = _settings()
+
+    async def main() -> Any:
+        async with open_state(settings) as state:
+            return await state.revoke_api_key(args.key_id.strip())
+
+    key = _run(main)
+    if key is None:
+        raise CommandError(f"no API key {args.key_id} (trawl keys list shows the ids)", 1)
+    print(f"revoked API key {key.id} of tenant {key.tenant!r} at {_when(key.revoked_at)}")
+    return EXIT_OK
+
+
+def _when(at: Any) -> str:
+    """A time as the keys commands show it (UTC, to the second), or "-"."""
+    return "-" if at is None else f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
 def cmd_failures_list(args: argparse.Namespace) -> int:

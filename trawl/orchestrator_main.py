@@ -11,11 +11,10 @@ import uvicorn
 
 from backends.fetcher import Fetcher
 from orchestrator import Services, create_app
-from orchestrator.auth import create_key
 from orchestrator.quotas import Quotas
 from orchestrator.services import Limits
 from trawl import logs, otel
-from trawl.distributed import open_ports, open_state
+from trawl.distributed import open_ports
 from trawl.embedded import open_fetchers
 from trawl.listen import bind_port
 from trawl.readiness import readiness_checks
@@ -92,8 +91,3 @@ async def _serve(settings: Settings, sock: socket.socket) -> None:
             await uvicorn.Server(config).serve(sockets=[sock])
         finally:
             await services.admission.close()
-
-
-async def new_key(settings: Settings, tenant: str) -> str:
-    async with open_state(settings) as state:
-        return await create_key(state, tenant)

@@ -20,6 +20,14 @@ from workflows.rules import Admit
 from workflows.spec import Workflow
 
 
+class ActiveCapReached(Exception):
+    """The tenant already has its cap of pending or running executions."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"{cap} executions are already running for this tenant")
+        self.cap = cap
+
+
 async def start_execution(
     ports: Ports,
     workflow: Workflow,
@@ -27,9 +35,12 @@ async def start_execution(
     tenant: str,
     version: int,
     params: dict[str, object] | None = None,
+    max_active: int | None = None,
 ) -> Execution:
     """Run ``workflow`` (stored as ``version``, with ``params['set']`` already applied) as a
-    new execution. One whose start URLs are all out of scope completes at once."""
+    new execution. One whose start URLs are all out of scope completes at once. With
+    ``max_active``, ActiveCapReached (and nothing created) when the tenant already has that
+    many pending or running executions, checked atomically with the creation."""
     execution = Execution(
         id=uuid.uuid4().hex,
         workflow=workflow.name,
@@ -39,7 +50,10 @@ async def start_execution(
         created_at=datetime.now(UTC),
         params=dict(params or {}),
     )
-    await ports.state.create_execution(execution)
+    if max_active is None:
+        await ports.state.create_execution(execution)
+    elif not await ports.state.create_execution_capped(execution, max_active):
+        raise ActiveCapReached(max_active)
     if not await ports.state.transition(execution.id, "running", from_statuses={"pending"}):
         raise InvalidInputError(f"execution {execution.id} could not be started")
     running = await ports.state.get_execution(execution.id)

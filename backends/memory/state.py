@@ -19,15 +19,18 @@ from backends.state import (
     MAX_WARNING_EXAMPLES,
     TERMINAL_STATUSES,
     Activity,
+    ApiKey,
     Execution,
     ExecutionStatus,
     Failure,
+    KeyCheck,
     OutputObject,
     Progress,
     StateStore,
     StoredWorkflow,
     TaskResult,
     WarningExample,
+    key_id_of,
     nest_funnel,
 )
 
@@ -74,7 +77,7 @@ class MemoryStateStore(StateStore):
         self._workflows: dict[tuple[str, str], _Workflow] = {}
         self._executions: dict[str, Execution] = {}
         self._tasks: dict[str, _Tasks] = {}
-        self._keys: dict[str, str] = {}
+        self._keys: dict[str, ApiKey] = {}  # by hash
         self._claims: dict[str, tuple[str, datetime, datetime]] = {}  # owner, at, until
 
     # -- workflows
@@ -152,13 +155,58 @@ class MemoryStateStore(StateStore):
             if e.tenant == tenant and e.status not in TERMINAL_STATUSES
         )
 
-    async def put_api_key(self, key_hash: str, tenant: str) -> None:
-        if key_hash in self._keys:
-            raise InvalidInputError("that API key exists")
-        self._keys[key_hash] = tenant
+    async def create_execution_capped(self, execution: Execution, max_active: int) -> bool:
+        if await self.count_active_executions(execution.tenant) >= max_active:
+            return False
+        await self.create_execution(execution)
+        return True
 
-    async def tenant_for_key(self, key_hash: str) -> str | None:
-        return self._keys.get(key_hash)
+    # -- API keys
+
+    async def create_api_key(
+        self,
+        key_hash: str,
+        tenant: str,
+        *,
+        admin: bool = False,
+        expires_at: datetime | None = None,
+    ) -> ApiKey:
+        key_id = key_id_of(key_hash)
+        if key_hash in self._keys or any(k.id == key_id for k in self._keys.values()):
+            raise InvalidInputError("that API key exists")
+        key = ApiKey(
+            id=key_id,
+            tenant=tenant,
+            created_at=self._clock.wall(),
+            admin=admin,
+            expires_at=expires_at,
+        )
+        self._keys[key_hash] = key
+        return key
+
+    async def check_api_key(self, key_hash: str) -> KeyCheck:
+        key = self._keys.get(key_hash)
+        if key is None:
+            return KeyCheck(refused="unknown")
+        if key.revoked_at is not None:
+            return KeyCheck(refused="revoked")
+        if key.expires_at is not None and key.expires_at <= self._clock.wall():
+            return KeyCheck(refused="expired")
+        return KeyCheck(key=key)
+
+    async def list_api_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        found = [k for k in self._keys.values() if tenant is None or k.tenant == tenant]
+        return sorted(found, key=lambda k: (k.created_at, k.id))
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        for key_hash, key in self._keys.items():
+            if key.id == key_id:
+                if key.revoked_at is not None:
+                    return key
+                revoked = msgspec.structs.replace(key, revoked_at=self._clock.wall())
+                self._keys[key_hash] = revoked
+                return revoked
+        return None
 
     async def transition(
         self,

@@ -25,15 +25,18 @@ from backends.postgres.pool import PostgresPool
 from backends.state import (
     TERMINAL_STATUSES,
     Activity,
+    ApiKey,
     Execution,
     ExecutionStatus,
     Failure,
+    KeyCheck,
     OutputObject,
     Progress,
     StateStore,
     StoredWorkflow,
     TaskResult,
     WarningExample,
+    key_id_of,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +70,20 @@ UPDATE executions SET
 WHERE id = $1 AND status = ANY($3::text[])
 RETURNING 1
 """
+
+_INSERT_EXECUTION = (
+    "INSERT INTO executions (id, tenant, workflow, workflow_version, status, created_at,"
+    " started_at, finished_at, params, error)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)"
+    " ON CONFLICT (id) DO NOTHING RETURNING 1"
+)
+_COUNT_ACTIVE = (
+    "SELECT count(*) FROM executions WHERE tenant = $1 AND status IN ('pending', 'running')"
+)
+# A transaction-scoped advisory lock per tenant (it works through PgBouncer's transaction
+# pooling, unlike a session lock), keyed by a hash of the tenant's name.
+_LOCK_TENANT_STARTS = "SELECT pg_advisory_xact_lock(hashtextextended('trawl-starts:' || $1, 0))"
+_KEY_COLUMNS = "id, tenant, created_at, admin, expires_at, revoked_at"
 
 _json = msgspec.json.Encoder()
 
@@ -137,19 +154,13 @@ class PostgresStateStore(StateStore):
     # -- executions
 
     async def create_execution(self, execution: Execution) -> None:
-        query = (
-            "INSERT INTO executions (id, tenant, workflow, workflow_version, status, created_at,"
-            " started_at, finished_at, params, error)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)"
-            " ON CONFLICT (id) DO NOTHING RETURNING 1"
-        )
         e = execution
         params = _json.encode(e.params).decode()
         args = (e.id, e.tenant, e.workflow, e.workflow_version, e.status, e.created_at)
         more = (e.started_at, e.finished_at, params, e.error)
 
         async def op(conn: Connection) -> Any:
-            return await conn.fetchval(query, *args, *more)
+            return await conn.fetchval(_INSERT_EXECUTION, *args, *more)
 
         if await self.pool.run(op, idempotent=False) is None:
             raise InvalidInputError(f"execution {e.id!r} already exists", error_class="conflict")
@@ -173,25 +184,85 @@ class PostgresStateStore(StateStore):
         return [_execution(row) for row in rows]
 
     async def count_active_executions(self, tenant: str) -> int:
-        query = (
-            "SELECT count(*) AS n FROM executions"
-            " WHERE tenant = $1 AND status IN ('pending', 'running')"
-        )
-        row = await self._fetchrow(query, tenant)
-        return int(row["n"]) if row is not None else 0
+        row = await self._fetchrow(_COUNT_ACTIVE, tenant)
+        return int(row["count"]) if row is not None else 0
 
-    async def put_api_key(self, key_hash: str, tenant: str) -> None:
-        query = (
-            "INSERT INTO api_keys (key_hash, tenant, created_at) VALUES ($1, $2, $3)"
-            " ON CONFLICT (key_hash) DO NOTHING"
+    async def create_execution_capped(self, execution: Execution, max_active: int) -> bool:
+        e = execution
+        params = _json.encode(e.params).decode()
+        args = (e.id, e.tenant, e.workflow, e.workflow_version, e.status, e.created_at)
+        more = (e.started_at, e.finished_at, params, e.error)
+
+        async def op(conn: Connection) -> str:
+            # The tenant's lock serializes capped creations until commit; the count runs
+            # after it is taken, so it sees every execution a concurrent start committed.
+            async with conn.transaction():
+                await conn.execute(_LOCK_TENANT_STARTS, e.tenant)
+                active: int = await conn.fetchval(_COUNT_ACTIVE, e.tenant)
+                if active >= max_active:
+                    return "capped"
+                inserted = await conn.fetchval(_INSERT_EXECUTION, *args, *more)
+                return "exists" if inserted is None else "created"
+
+        outcome = await self.pool.run(op, idempotent=False)
+        if outcome == "exists":
+            raise InvalidInputError(f"execution {e.id!r} already exists", error_class="conflict")
+        return outcome == "created"
+
+    # -- API keys
+
+    async def create_api_key(
+        self,
+        key_hash: str,
+        tenant: str,
+        *,
+        admin: bool = False,
+        expires_at: datetime | None = None,
+    ) -> ApiKey:
+        key = ApiKey(
+            id=key_id_of(key_hash),
+            tenant=tenant,
+            created_at=self._clock.wall(),
+            admin=admin,
+            expires_at=expires_at,
         )
-        done = await self._execute(query, key_hash, tenant, self._clock.wall(), idempotent=False)
-        if done == "INSERT 0 0":
+        query = (
+            "INSERT INTO api_keys (key_hash, id, tenant, created_at, admin, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+        )
+        args = (key_hash, key.id, tenant, key.created_at, admin, expires_at)
+        if await self._execute(query, *args, idempotent=False) == "INSERT 0 0":
             raise InvalidInputError("that API key exists")
+        return key
 
-    async def tenant_for_key(self, key_hash: str) -> str | None:
-        row = await self._fetchrow("SELECT tenant FROM api_keys WHERE key_hash = $1", key_hash)
-        return None if row is None else str(row["tenant"])
+    async def check_api_key(self, key_hash: str) -> KeyCheck:
+        row = await self._fetchrow(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1", key_hash
+        )
+        if row is None:
+            return KeyCheck(refused="unknown")
+        key = ApiKey(**row)
+        if key.revoked_at is not None:
+            return KeyCheck(refused="revoked")
+        if key.expires_at is not None and key.expires_at <= self._clock.wall():
+            return KeyCheck(refused="expired")
+        return KeyCheck(key=key)
+
+    async def list_api_keys(self, tenant: str | None = None) -> list[ApiKey]:
+        query = (
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE ($1::text IS NULL OR tenant = $1)"
+            " ORDER BY created_at, id"
+        )
+        return [ApiKey(**row) for row in await self._fetch(query, tenant)]
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        query = (
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1"
+            f" RETURNING {_KEY_COLUMNS}"
+        )
+        # Idempotent: run twice, the first revocation time stays.
+        row = await self._fetchrow(query, key_id, self._clock.wall())
+        return None if row is None else ApiKey(**row)
 
     async def transition(
         self,
