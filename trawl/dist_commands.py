@@ -104,7 +104,11 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
         f"cause). Exit codes: 0 ok; 1 no such execution; {EXIT_BACKEND} a backend cannot be "
         f"reached; {EXIT_TIMEOUT} --wait gave up after --timeout before it had finished.",
     )
-    p.add_argument("execution_id", metavar="ID")
+    p.add_argument(
+        "execution_id",
+        metavar="ID",
+        help="an execution id, or a `trawl run --out` directory (its newest run) or one run in it",
+    )
     p.add_argument(
         "--wait",
         action="store_true",
