@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.api.memory_app import memory_api
 
 GOOD = """
@@ -62,6 +64,7 @@ async def test_json_bodies_are_accepted_too(tmp_path: Path) -> None:
         assert created.json()["name"] == "json-shop"
 
 
+@pytest.mark.integration  # runs `python -m trawl validate` as a child process
 async def test_invalid_workflow_lists_every_problem_like_trawl_validate(tmp_path: Path) -> None:
     workflow_file = tmp_path / "bad.yaml"
     workflow_file.write_text(BAD)

@@ -30,7 +30,11 @@ from worker.fetchers.http import HttpFetcher
 from worker.netguard import BlockedAddressError, NetGuard
 from workflows.spec import ScriptNode
 
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 TENANT_A = "tenant-a/exec-1"
 TENANT_B = "tenant-b/exec-2"

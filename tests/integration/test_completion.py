@@ -12,8 +12,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.crawling import crawl, make_workflow, pages, read_export
 from tests.site import SiteServer
+
+pytestmark = pytest.mark.integration
 
 
 def _tree_depth(n: int) -> int:

@@ -22,6 +22,8 @@ from trawl.embedded import crawl
 from trawl.settings import Settings
 from workflows import load_workflow_file
 
+pytestmark = pytest.mark.integration
+
 AQUA = Path(__file__).resolve().parents[2] / "examples" / "aqua"
 WORKFLOWS = {"http": AQUA / "aqua-http.yaml", "browser": AQUA / "aqua.yaml"}
 SUMMARY_KEYS = ("pages", "records", "by_phase", "by_marker", "failures_by_class")

@@ -21,7 +21,11 @@ from worker.fetchers.browser import BrowserFetcher
 from worker.fetchers.http import HttpFetcher
 from workflows.spec import NodeSpec
 
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 NODES: list[dict[str, Any]] = [
     {

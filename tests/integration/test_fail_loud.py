@@ -46,6 +46,8 @@ from worker.assemble import Ports
 
 __all__ = ["gcs_emulator", "postgres_database", "pubsub_emulator"]
 
+pytestmark = pytest.mark.integration
+
 AQUA_HTTP = ROOT / "examples" / "aqua" / "aqua-http.yaml"
 
 
@@ -157,7 +159,6 @@ async def poll(port: int, path: str, until: Any, deadline_s: float, cluster: Clu
     raise AssertionError(f"{path} answered {answer} after {deadline_s} s\n{cluster.all_logs()}")
 
 
-@pytest.mark.integration
 @pytest.mark.timeout(300)
 async def test_a_worker_without_its_bucket_waits_then_works(
     cluster: Cluster, shop: tuple[Any, str]
@@ -201,7 +202,6 @@ async def test_a_worker_without_its_bucket_waits_then_works(
     assert cluster.stop_workers() == [0], cluster.all_logs()
 
 
-@pytest.mark.integration
 @pytest.mark.timeout(300)
 async def test_a_worker_whose_sink_fails_for_good_exits_non_zero_naming_why(
     cluster: Cluster, shop: tuple[Any, str]
@@ -242,7 +242,6 @@ async def test_a_worker_whose_sink_fails_for_good_exits_non_zero_naming_why(
 # -- readiness checks what the process needs, not just that a backend answers
 
 
-@pytest.mark.integration
 async def test_readiness_names_the_migrations_a_database_lacks() -> None:
     database = create_database(migrated=False)
     try:
@@ -273,7 +272,6 @@ async def test_readiness_names_the_migrations_a_database_lacks() -> None:
         drop_database(database)
 
 
-@pytest.mark.integration
 async def test_a_rate_limiter_call_that_swallowed_a_cancel_honours_it() -> None:
     """redis-py's wait_for on Python 3.11 can return a reply although the caller was
     cancelled meanwhile; the limiter re-raises the cancel and gives the permit back."""
@@ -305,7 +303,6 @@ async def test_a_rate_limiter_call_that_swallowed_a_cancel_honours_it() -> None:
         await limiter.close()
 
 
-@pytest.mark.integration
 @pytest.mark.timeout(120)
 async def test_the_orchestrator_is_not_ready_without_its_bucket(cluster: Cluster) -> None:
     bucket = cluster.env["TRAWL_GCS_BUCKET"]

@@ -15,7 +15,11 @@ from nodes.page import Page
 from tests.site import LoggedRequest, SiteServer
 from worker.fetchers.browser import BrowserFetcher
 
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 
 async def fetch(fetcher: BrowserFetcher, url: str, **kw: Any) -> Page:

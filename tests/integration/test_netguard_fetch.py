@@ -36,6 +36,8 @@ from worker.fetchers.http import HttpFetcher
 from worker.netguard import BlockedAddressError, NetGuard
 from workflows.urls import canonicalize
 
+pytestmark = pytest.mark.integration
+
 LOCAL_IS_PUBLIC = [ipaddress.ip_network("127.0.0.1/32")]
 HINT = "add the network or host to TRAWL_ALLOW_NETWORKS to allow it"
 

@@ -19,6 +19,8 @@ import pytest
 from tests.crawling import crawl, make_workflow, pages, read_export
 from tests.site import SiteServer
 
+pytestmark = pytest.mark.integration
+
 RATE = 20
 BURST = 5
 CONCURRENCY = 3

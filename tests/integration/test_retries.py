@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
+
 from tests.crawling import crawl, make_workflow, pages, read_export
 from tests.site import LoggedRequest, SiteServer
 from workflows import Workflow
 from workflows.urls import canonicalize
+
+pytestmark = pytest.mark.integration
 
 # The hub's links go to "leaf" pages, which record their h1 and follow nothing.
 PHASES: list[dict[str, Any]] = [

@@ -326,6 +326,7 @@ async def test_server_refuses_non_loopback_addresses(site: Site) -> None:
                 pass
 
 
+@pytest.mark.integration  # runs the example server as a child process
 async def test_server_command_line_serves_until_interrupted() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -368,6 +369,7 @@ def _chromium() -> str | None:
     return os.environ.get("TRAWL_CHROMIUM_PATH") or shutil.which("chromium")
 
 
+@pytest.mark.integration
 @pytest.mark.browser
 async def test_browser_rendered_product_pages_give_the_browser_answer(site: Site) -> None:
     from playwright.async_api import async_playwright

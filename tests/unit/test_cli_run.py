@@ -164,6 +164,7 @@ def test_preview_of_the_start_phase_follows_transitions(
     ]
 
 
+@pytest.mark.integration  # runs `python -m trawl run` as a child process
 def test_sigint_stops_the_run_cancelled_with_its_export(site: SiteServer, tmp_path: Path) -> None:
     # Two pages a second over 300 pages: minutes, unless interrupted.
     token = "cli-sigint"

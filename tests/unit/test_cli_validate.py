@@ -141,6 +141,7 @@ def run_trawl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration  # runs `python -m trawl` as a child process
 def test_python_dash_m_trawl(bad_file: Path, valid_file: Path) -> None:
     ok = run_trawl("validate", str(valid_file))
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, f"OK: {valid_file} (tiny, 2 phases)\n", "")

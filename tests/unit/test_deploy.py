@@ -342,6 +342,7 @@ def compose_command() -> list[str] | None:
     return [standalone] if standalone is not None else None
 
 
+@pytest.mark.integration  # runs docker compose
 def test_compose_config_is_valid() -> None:
     """`docker compose config` resolves the file as Compose does (no engine needed).
     `make test` installs Debian's docker-compose where the docker client has no compose
@@ -532,6 +533,7 @@ def deploy_defaults() -> dict[str, str]:
     return dict(pattern.findall(DEPLOY_SH.read_text()))
 
 
+@pytest.mark.integration  # runs bash
 def test_deploy_sh_is_valid_bash() -> None:
     text = DEPLOY_SH.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")
@@ -616,6 +618,7 @@ def run_deploy(tmp_path: Path, **extra: str) -> tuple[subprocess.CompletedProces
     return result, out
 
 
+@pytest.mark.integration  # runs deploy.sh
 def test_deploy_sh_makes_the_subscription_the_processes_expect(tmp_path: Path) -> None:
     result, out = run_deploy(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -643,6 +646,7 @@ def test_deploy_sh_makes_the_subscription_the_processes_expect(tmp_path: Path) -
     assert worker["run.googleapis.com/manualInstanceCount"] == "2"
 
 
+@pytest.mark.integration  # runs deploy.sh
 def test_deploy_sh_refuses_more_connections_than_cloud_sql_has(tmp_path: Path) -> None:
     result, _ = run_deploy(tmp_path, WORKER_INSTANCES="100")
     assert result.returncode != 0

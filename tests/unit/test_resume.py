@@ -265,6 +265,7 @@ async def test_resume_leaves_completed_runs_alone(tmp_path: Path) -> None:
 # -- Ctrl-C twice
 
 
+@pytest.mark.integration  # runs `python -m trawl run` as a child process
 def test_ctrl_c_twice_stops_at_once_and_the_run_can_be_resumed(
     site: SiteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
