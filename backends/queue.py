@@ -2,7 +2,7 @@
 
 Delivery is at least once. A delivery that is neither acked nor nacked before its ack
 deadline is delivered again (its worker is presumed dead), so a consumer acks only once the
-task's effects are durable, and extends the deadline while a slow task runs.
+task's effects are durable.
 """
 
 from __future__ import annotations
@@ -40,11 +40,6 @@ class Delivery(abc.ABC):
     async def nack(self, delay_s: float = 0.0) -> None:
         """Deliver the task again, no sooner than ``delay_s`` from now (backoff, never a
         hot loop of immediate redeliveries)."""
-
-    @abc.abstractmethod
-    async def extend(self, seconds: float) -> None:
-        """Move the ack deadline to ``seconds`` from now, while a slow task is still
-        running."""
 
 
 class TaskQueue(abc.ABC):

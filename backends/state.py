@@ -332,10 +332,6 @@ class StateStore(abc.ABC):
     async def progress(self, execution_id: str) -> Progress:
         """The counters (all zero for an unknown execution)."""
 
-    async def is_complete(self, execution_id: str) -> bool:
-        """Whether every published task has finished (see ``Progress.complete``)."""
-        return (await self.progress(execution_id)).complete
-
     @abc.abstractmethod
     async def failures(self, execution_id: str, *, limit: int = 100) -> list[Failure]:
         """Tasks that failed for good, newest first."""

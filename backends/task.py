@@ -20,10 +20,9 @@ _NonNegInt = Annotated[int, Meta(ge=0)]
 class Task(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One URL to crawl in one execution: what a worker receives from the queue.
 
-    ``url`` is canonical; ``parent`` is the URL of the page that linked here; ``attempt``
-    counts retries the runtime chose to re-publish (not queue redeliveries, which the
-    Delivery reports); ``trace`` carries the W3C trace context across processes;
-    ``published_at`` (epoch seconds) when it was published."""
+    ``url`` is canonical; ``parent`` is the URL of the page that linked here; ``trace``
+    carries the W3C trace context across processes; ``published_at`` (epoch seconds) when
+    it was published. Retries are counted by the queue (``Delivery.delivery_attempt``)."""
 
     execution_id: _NonEmpty
     url: _NonEmpty
@@ -31,19 +30,20 @@ class Task(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     phase: _NonEmpty
     marker: str | None = None
     parent: str | None = None
-    attempt: _NonNegInt = 0
     trace: dict[str, str] = {}
     published_at: float = 0.0  # epoch seconds, for the queue-lag metric
 
 
-def task_key(task: Task) -> str:
-    """The key a task is deduplicated and counted by: one task per canonical URL per
-    execution, whatever phase or marker reached it first."""
-    return task.url
+class _WireTask(Task, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What ``decode_task`` accepts: a Task, or one published by an older worker that still
+    carried ``attempt`` (never read; dropped on decoding)."""
+
+    attempt: _NonNegInt = 0
 
 
+_TASK_FIELDS = Task.__struct_fields__
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Task)
+_decoder = msgspec.json.Decoder(_WireTask)
 
 
 def encode_task(task: Task) -> bytes:
@@ -55,6 +55,7 @@ def decode_task(data: bytes) -> Task:
     """The task in ``data``; InvalidInputError if it is not one (a poison message to
     dead-letter, not to retry)."""
     try:
-        return _decoder.decode(data)
+        wire = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidInputError(f"not a task: {exc}", error_class="bad_task") from None
+    return Task(**{name: getattr(wire, name) for name in _TASK_FIELDS})

@@ -1,7 +1,7 @@
 """The script node: JavaScript run in the live page (browser engine only).
 
-``emit: value`` stores the result under ``data[as]`` (``data["script"]`` when ``as`` is
-absent), normalised to plain JSON (dates become strings, NaN null); a result that has no
+``emit: value`` stores the result under ``data[as]`` (validation requires ``as`` there),
+normalised to plain JSON (dates become strings, NaN null); a result that has no
 JSON form is null and a ``script_bad_result`` warning. ``emit: links`` expects a list of URL
 strings and emits them as extract_links would (resolved, de-duplicated, ``limit``,
 ``marker``); a non-list, or non-string items (skipped), count ``script_bad_result``.
@@ -65,13 +65,15 @@ async def run(spec: ScriptNode, page: Page, ctx: NodeContext) -> None:
         raise ScriptTimeout(page.url, spec.timeout_s) from exc
     except RuntimeError as exc:  # the page's JavaScript threw
         _log.debug("script node failed on %s: %r", page.url, exc)
-        ctx.warn("script_error", field=None if spec.emit == "links" else spec.as_ or "script")
+        ctx.warn("script_error", field=spec.as_)
         result = _FAILED
     if spec.emit == "links":
         if result is not _FAILED:
             _emit_links(result, spec, page, ctx)
         return
-    key = spec.as_ or "script"
+    key = spec.as_
+    if key is None:  # validation rejects emit: value without `as`
+        raise ValueError("a script node with emit: value needs `as`")
     ctx.data[key] = None if result is _FAILED else _json_value(result, ctx, key)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Request
@@ -39,13 +39,13 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def expiry_in(days: float | None, now: datetime | None = None) -> datetime | None:
+def expiry_in(days: float | None, now: datetime) -> datetime | None:
     """When a key made now with a lifetime of ``days`` expires (None: never)."""
     if days is None:
         return None
     if not 0 < days <= MAX_EXPIRES_IN_DAYS:
         raise ValueError(f"the expiry must be more than 0 and at most {MAX_EXPIRES_IN_DAYS} days")
-    return (now or datetime.now(UTC)) + timedelta(days=days)
+    return now + timedelta(days=days)
 
 
 async def issue_key(

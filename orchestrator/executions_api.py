@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -42,7 +42,9 @@ from workflows import Problem, WorkflowInvalid
 TOP_ERRORS = 5
 
 
-def execution_out(execution: Execution, progress: Progress, health: Health = OK) -> ExecutionOut:
+def execution_out(
+    execution: Execution, progress: Progress, now: datetime, health: Health = OK
+) -> ExecutionOut:
     errors = sorted(progress.failures_by_class.items(), key=lambda kv: (-kv[1], kv[0]))
     return ExecutionOut(
         id=execution.id,
@@ -56,7 +58,7 @@ def execution_out(execution: Execution, progress: Progress, health: Health = OK)
         overrides=[str(s) for s in execution.params.get("set") or []],
         pages=Pages(**progress.pages()),
         records=progress.records,
-        pages_per_second=rate(execution, progress),
+        pages_per_second=rate(execution, progress, now),
         by_phase=progress.by_phase,
         by_marker=progress.by_marker,
         top_errors=[ErrorCount(error_class=k, count=v) for k, v in errors[:TOP_ERRORS]],
@@ -71,8 +73,9 @@ async def current_out(services: ServicesDep, execution: Execution) -> ExecutionO
     state = services.ports.state
     progress = await state.progress(execution.id)
     stall_after_s = services.limits.stall_after_s
-    health = await health_of(state, execution, progress, now=_now(), stall_after_s=stall_after_s)
-    return execution_out(execution, progress, health)
+    now = services.clock.wall()
+    health = await health_of(state, execution, progress, now=now, stall_after_s=stall_after_s)
+    return execution_out(execution, progress, now, health)
 
 
 def funnel_rows(progress: Progress) -> list[FunnelRow]:
@@ -84,11 +87,12 @@ def funnel_rows(progress: Progress) -> list[FunnelRow]:
     return rows
 
 
-def rate(execution: Execution, progress: Progress) -> float:
-    """Pages finished per second since the execution started (until it finished)."""
+def rate(execution: Execution, progress: Progress, now: datetime) -> float:
+    """Pages finished per second since the execution started (until it finished, or
+    ``now``)."""
     if execution.started_at is None:
         return 0.0
-    end = execution.finished_at or datetime.now(UTC)
+    end = execution.finished_at or now
     seconds = (end - execution.started_at).total_seconds()
     return round(progress.finished / seconds, 2) if seconds > 0 else 0.0
 
@@ -136,13 +140,15 @@ class StartController(Controller):
                 version=stored.version,
                 params=params,
                 max_active=cap,
+                clock=services.clock,
             )
         except ActiveCapReached:
             raise TooManyRequestsException(
                 detail=f"{cap} executions are already running for this tenant; wait for one "
                 "to finish or cancel one"
             ) from None
-        return execution_out(execution, await state.progress(execution.id))
+        progress = await state.progress(execution.id)
+        return execution_out(execution, progress, services.clock.wall())
 
     @get("/", raises=COMMON)
     async def list_executions(
@@ -226,10 +232,13 @@ class ExecutionsController(Controller):
         if not moved:
             current = await state.get_execution(execution_id) or execution
             raise Conflict(detail=f"execution {execution_id} is already {current.status}")
-        if not await settle_cancel(state, services.ports.blobs, execution_id, now=_now()):
+        if not await settle_cancel(
+            state, services.ports.blobs, execution_id, now=services.clock.wall()
+        ):
             _settle_later(services, execution_id)
         cancelled = await owned(services, tenant, execution_id)
-        return execution_out(cancelled, await state.progress(execution_id))
+        progress = await state.progress(execution_id)
+        return execution_out(cancelled, progress, services.clock.wall())
 
     @get("/events", raises=COMMON, media_type="text/event-stream")
     async def events(
@@ -256,7 +265,7 @@ def _settle_later(services: ServicesDep, execution_id: str) -> None:
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(1.0)
             try:
-                if await settle_cancel(state, blobs, execution_id, now=_now()):
+                if await settle_cancel(state, blobs, execution_id, now=services.clock.wall()):
                     return
             except TrawlError:
                 continue  # a backend hiccup: try again
@@ -283,7 +292,3 @@ async def progress_events(
             yield ServerSentEventMessage(data=execution.status, event="end")
             return
         await asyncio.sleep(services.limits.events_interval_s)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -42,7 +42,7 @@ class ExportsController(Controller):
                 "written when it finishes"
             )
         blobs = services.ports.blobs
-        path = export_path("", execution_id)
+        path = export_path(execution_id)
         if not await blobs.exists(path):
             raise Conflict(detail=f"execution {execution_id} has no export yet")
         if format == "csv":

@@ -8,7 +8,6 @@ the API answers. A created key is shown once; a listed one shows its public id o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -127,7 +126,7 @@ class KeysController(Controller):
         """A new key for a tenant, shown this once. 403 for a key that is not an admin
         key."""
         data = parse_key_request(body)
-        expires_at = expiry_in(data.expires_in_days, datetime.now(UTC))
+        expires_at = expiry_in(data.expires_in_days, services.clock.wall())
         key, record = await issue_key(
             services.ports.state, data.tenant, admin=data.admin, expires_at=expires_at
         )

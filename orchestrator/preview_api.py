@@ -43,7 +43,9 @@ class PreviewController(Controller):
                 preview_slot(services.ports.limiter, tenant, services.limits.quotas),
                 services.open_fetchers(phase_only(workflow, phase)) as fetchers,
             ):
-                report = await preview_page(workflow, url, phase, data.depth, fetchers)
+                report = await preview_page(
+                    workflow, url, phase, data.depth, fetchers, clock=services.clock
+                )
         except TrawlError as exc:
             raise Unprocessable(
                 detail=str(exc) if url in str(exc) else f"{url}: {exc}",

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from litestar.di import NamedDependency
 
+from backends.clock import Clock, SystemClock
 from backends.fetcher import Fetcher
 from orchestrator.quotas import Quotas, StreamSlots
 from worker.assemble import Ports
@@ -56,6 +57,7 @@ class Services:
     # Parsing and validating tenants' workflows, in helper processes with a deadline.
     admission: Offload = field(default_factory=Offload)
     streams: StreamSlots = field(default_factory=StreamSlots)
+    clock: Clock = field(default_factory=SystemClock)
 
 
 # How handlers ask for them (Litestar's dependency injection, by name).

@@ -363,6 +363,7 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
+    from backends.clock import SystemClock
     from orchestrator.auth import expiry_in, issue_key
     from trawl.distributed import open_state
 
@@ -370,7 +371,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     if not tenant:
         raise CommandError("--tenant must not be empty")
     try:
-        expires_at = expiry_in(args.expires_in)
+        expires_at = expiry_in(args.expires_in, SystemClock().wall())
     except ValueError as error:
         raise CommandError(f"--expires-in: {error}") from None
     settings = _settings()

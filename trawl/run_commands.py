@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_NOT_COMPLETED
     code, reason = run_verdict(result)
     if reason:
-        write_stderr(f"trawl: {reason}")
+        print(f"trawl: {reason}", file=sys.stderr)
     return code
 
 
@@ -190,7 +190,3 @@ async def preview(
 
     async with open_fetchers(phase_only(workflow, phase_name), settings) as (fetchers, _robots):
         return await preview_page(workflow, url, phase_name, depth, fetchers)
-
-
-def write_stderr(message: str) -> None:
-    print(message, file=sys.stderr)

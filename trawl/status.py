@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 
 import msgspec
 
 from backends.blobs import BlobNotFound, BlobStore
+from backends.clock import SystemClock
 from backends.errors import InvalidInputError
 from backends.state import Execution, Progress, StateStore
 from trawl.settings import Settings
@@ -63,7 +64,7 @@ async def status(
                 if execution is None:
                     return None
                 progress = await state.progress(execution_id)
-                settled = await _settled(state, blobs, execution, settings.gcs_prefix)
+                settled = await _settled(state, blobs, execution)
                 done = execution.status in FINAL and settled
                 if done or not wait or (deadline is not None and time.monotonic() > deadline):
                     health = await health_of(
@@ -73,17 +74,17 @@ async def status(
                 if execution.status == "running" and progress.complete:
                     # Every task finished but nobody completed it (its last worker died
                     # between the two): complete it now, export included.
-                    await Completion(state, blobs, settings.gcs_prefix).check(execution_id)
+                    await Completion(state, blobs).check(execution_id)
                     continue
                 await asyncio.sleep(POLL_S)
         finally:
             await blobs.close()
 
 
-async def _settled(state: StateStore, blobs: BlobStore, execution: Execution, prefix: str) -> bool:
+async def _settled(state: StateStore, blobs: BlobStore, execution: Execution) -> bool:
     if execution.status != "cancelled":
         return True
-    return await settle_cancel(state, blobs, execution.id, now=_now(), prefix=prefix)
+    return await settle_cancel(state, blobs, execution.id, now=_now())
 
 
 async def cancel(
@@ -144,7 +145,7 @@ async def export_lines(settings: Settings, execution_id: str, fmt: str, out: Tex
         )
     blobs = make_blobs(settings)
     try:
-        return await write_export(blobs, export_path("", execution_id), fmt, out)
+        return await write_export(blobs, export_path(execution_id), fmt, out)
     except BlobNotFound:
         raise InvalidInputError(f"execution {execution_id} has no export") from None
     finally:
@@ -152,4 +153,4 @@ async def export_lines(settings: Settings, execution_id: str, fmt: str, out: Tex
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return SystemClock().wall()

@@ -138,7 +138,6 @@ async def _sweep(
         name,
         reconcile_after_s=settings.reconcile_after_s,
         interval_s=SWEEP_INTERVAL_S,
-        prefix=settings.gcs_prefix,
     )
     loop = asyncio.get_running_loop()
     next_sweep = loop.time()  # the first round at once: others see this worker is running

@@ -57,7 +57,6 @@ def assemble(
     clock: Clock,
     concurrency: int,
     worker_id: str,
-    prefix: str = "",
     sink_batch: int = 256,
     sink_delay_s: float = 0.5,
     drain_timeout_s: float | None = None,
@@ -68,8 +67,8 @@ def assemble(
 ) -> Assembly:
     """Wire receive → process → sink → ack over ``ports``; completion runs after each flush."""
     contexts = ExecutionCache(ports.state)
-    completion = Completion(ports.state, ports.blobs, prefix)
-    frontier = Frontier(ports.seen, ports.state, ports.queue)
+    completion = Completion(ports.state, ports.blobs, clock)
+    frontier = Frontier(ports.seen, ports.state, ports.queue, clock)
     processor = TaskProcessor(
         contexts=contexts,
         fetchers=fetchers,
@@ -86,7 +85,6 @@ def assemble(
         state=ports.state,
         clock=clock,
         worker_id=worker_id,
-        prefix=prefix,
         max_batch=sink_batch,
         max_delay_s=sink_delay_s,
         on_flushed=completion.check,

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import msgspec
 
 from backends.blobs import BlobStore
+from backends.clock import Clock, SystemClock
 from backends.state import StateStore
 from worker.export import ExportResult, build_export
 
@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 
 
 class Completion:
-    def __init__(self, state: StateStore, blobs: BlobStore, prefix: str = "") -> None:
+    def __init__(self, state: StateStore, blobs: BlobStore, clock: Clock | None = None) -> None:
         self._state = state
         self._blobs = blobs
-        self._prefix = prefix
+        self._clock = clock or SystemClock()
         self._listeners: list[Callable[[str, ExportResult], None]] = []
         self.exports: dict[str, ExportResult] = {}
 
@@ -42,8 +42,10 @@ class Completion:
         execution = await self._state.get_execution(execution_id)
         if execution is None or execution.status != "running":
             return False
-        done = msgspec.structs.replace(execution, status="completed", finished_at=_now())
-        result = await build_export(self._blobs, self._state, self._prefix, done)
+        done = msgspec.structs.replace(
+            execution, status="completed", finished_at=self._clock.wall()
+        )
+        result = await build_export(self._blobs, self._state, done)
         if not await self._state.transition(execution_id, "completed", from_statuses={"running"}):
             return False
         self._announce(execution_id, result)
@@ -53,7 +55,7 @@ class Completion:
         """Write the export of an execution that has reached a final status."""
         execution = await self._state.get_execution(execution_id)
         assert execution is not None
-        result = await build_export(self._blobs, self._state, self._prefix, execution)
+        result = await build_export(self._blobs, self._state, execution)
         self._announce(execution_id, result)
         return result
 
@@ -61,7 +63,3 @@ class Completion:
         self.exports[execution_id] = result
         for listener in self._listeners:
             listener(execution_id, result)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -36,12 +36,10 @@ class ExportResult(msgspec.Struct, frozen=True):
     warning_examples: list[WarningExample] = []
 
 
-async def build_export(
-    blobs: BlobStore, state: StateStore, prefix: str, execution: Execution
-) -> ExportResult:
+async def build_export(blobs: BlobStore, state: StateStore, execution: Execution) -> ExportResult:
     """Merge the part files of ``execution`` into its export and summary."""
     execution_id = execution.id
-    parts = sorted(await blobs.list(parts_prefix(prefix, execution_id)), key=lambda b: b.path)
+    parts = sorted(await blobs.list(parts_prefix(execution_id)), key=lambda b: b.path)
     by_key: dict[tuple[str, str], tuple[int, bytes]] = {}
     duplicates = 0
     for part in parts:
@@ -60,20 +58,20 @@ async def build_export(
                     continue
             by_key[key] = (rank, line)
     body = b"".join(by_key[k][1] + b"\n" for k in sorted(by_key))
-    records_path = export_path(prefix, execution_id)
+    records_path = export_path(execution_id)
     await blobs.write(records_path, body)
     await state.add_output(
         execution_id,
         OutputObject(path=records_path, size_bytes=len(body), records=len(by_key), kind="export"),
     )
-    failures_file = failures_path(prefix, execution_id)
+    failures_file = failures_path(execution_id)
     failures = await _write_failures(blobs, state, execution_id, failures_file)
     progress = await state.progress(execution_id)
     examples = await state.warning_examples(execution_id)
     summary = _summary(execution, progress, len(by_key), duplicates)
     summary["warning_examples"] = msgspec.to_builtins(examples)
     summary_body = msgspec.json.format(_encoder.encode(summary), indent=2) + b"\n"
-    summary_file = summary_path(prefix, execution_id)
+    summary_file = summary_path(execution_id)
     await blobs.write(summary_file, summary_body)
     await state.add_output(
         execution_id,

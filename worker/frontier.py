@@ -15,12 +15,12 @@ every key looks new; the StateStore still leaves out the finished ones.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import Counter
 from collections.abc import Sequence
 
 import msgspec
 
+from backends.clock import Clock, SystemClock
 from backends.errors import RetryableError
 from backends.queue import TaskQueue
 from backends.seen import SeenSet
@@ -33,10 +33,13 @@ from workflows.rules import Admit
 
 
 class Frontier:
-    def __init__(self, seen: SeenSet, state: StateStore, queue: TaskQueue) -> None:
+    def __init__(
+        self, seen: SeenSet, state: StateStore, queue: TaskQueue, clock: Clock | None = None
+    ) -> None:
         self._seen = seen
         self._state = state
         self._queue = queue
+        self._clock = clock or SystemClock()
 
     async def admit(
         self, ctx: ExecutionContext, parent: Task, links: Sequence[Link]
@@ -78,7 +81,7 @@ class Frontier:
             return []
         # The current span (the task's, or the execution's for start URLs) parents theirs.
         trace = current_trace() or (parent.trace if parent is not None else {})
-        now = time.time()
+        now = self._clock.wall().timestamp()
         built = [
             Task(
                 execution_id=execution_id,

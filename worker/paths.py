@@ -1,32 +1,25 @@
-"""Object names of an execution's outputs (the tree README.md shows), one place."""
+"""Object names of an execution's outputs (the tree README.md shows), one place.
+
+Names are relative to the blob store, which adds its own prefix (``TRAWL_GCS_PREFIX``)."""
 
 from __future__ import annotations
 
 
-def _join(prefix: str, *parts: str) -> str:
-    head = prefix.strip("/")
-    return "/".join(p for p in (head, *parts) if p)
+def parts_prefix(execution_id: str) -> str:
+    return f"{execution_id}/parts/"
 
 
-def execution_root(prefix: str, execution_id: str) -> str:
-    return _join(prefix, execution_id)
+def part_path(execution_id: str, phase: str, worker_id: str, seq: int) -> str:
+    return f"{execution_id}/parts/{phase}/part-{worker_id}-{seq:06d}.jsonl"
 
 
-def parts_prefix(prefix: str, execution_id: str) -> str:
-    return _join(prefix, execution_id, "parts") + "/"
+def export_path(execution_id: str) -> str:
+    return f"{execution_id}/export/records.jsonl"
 
 
-def part_path(prefix: str, execution_id: str, phase: str, worker_id: str, seq: int) -> str:
-    return _join(prefix, execution_id, "parts", phase, f"part-{worker_id}-{seq:06d}.jsonl")
+def summary_path(execution_id: str) -> str:
+    return f"{execution_id}/export/summary.json"
 
 
-def export_path(prefix: str, execution_id: str) -> str:
-    return _join(prefix, execution_id, "export", "records.jsonl")
-
-
-def summary_path(prefix: str, execution_id: str) -> str:
-    return _join(prefix, execution_id, "export", "summary.json")
-
-
-def failures_path(prefix: str, execution_id: str) -> str:
-    return _join(prefix, execution_id, "export", "failures.jsonl")
+def failures_path(execution_id: str) -> str:
+    return f"{execution_id}/export/failures.jsonl"

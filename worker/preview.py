@@ -8,11 +8,11 @@ dropped.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from backends.clock import Clock, SystemClock
 from backends.errors import PermanentError, TrawlError
 from backends.fetcher import Fetcher
 from backends.state import Execution
@@ -46,11 +46,13 @@ async def preview_page(
     phase_name: str,
     depth: int,
     fetchers: Mapping[str, Fetcher],
+    *,
+    clock: Clock | None = None,
 ) -> dict[str, Any]:
     """The record and the judged links of ``phase_name`` run on ``url`` (canonical)."""
     phase = workflow.phase(phase_name)
     engine = workflow.engine_of(phase)
-    now = datetime.now(UTC)
+    now = (clock or SystemClock()).wall()
     execution = Execution(id="preview", workflow=workflow.name, workflow_version=0, created_at=now)
     ctx = ExecutionContext.build(execution, workflow)
     async with fetchers[engine].open(ctx.request(url)) as page:

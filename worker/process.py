@@ -102,7 +102,7 @@ class TaskProcessor:
         token = EXECUTION_ID.set(task.execution_id)
         try:
             with self._t.task_span(task) as span:
-                self._t.observe_lag(task)
+                self._t.observe_lag(task, self._clock.wall().timestamp())
                 outcome = await self._process(delivery)
                 self._observe(span, outcome)
         finally:

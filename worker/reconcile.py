@@ -25,7 +25,6 @@ executions that need it, so a hundred workers do not reclaim the same tasks at o
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,7 @@ from backends.blobs import BlobStore
 from backends.clock import Clock, SystemClock
 from backends.queue import Delivery, TaskQueue
 from backends.state import StateStore
-from backends.task import Task, decode_task, task_key
+from backends.task import Task, decode_task
 from worker.assemble import Ports
 from worker.completion import Completion
 from worker.paths import summary_path
@@ -72,9 +71,6 @@ class _TrackedDelivery(Delivery):
         finally:
             self._tracker.release(self)
 
-    async def extend(self, seconds: float) -> None:
-        await self._inner.extend(seconds)
-
 
 class LeaseTracker(TaskQueue):
     """The worker's queue, remembering each delivery it handed out until it is settled."""
@@ -104,7 +100,7 @@ class LeaseTracker(TaskQueue):
         """The keys of the tasks held now, by execution."""
         keys: dict[str, list[str]] = defaultdict(list)
         for task in list(self._held.values()):
-            keys[task.execution_id].append(task_key(task))
+            keys[task.execution_id].append(task.url)
         return dict(keys)
 
 
@@ -126,7 +122,7 @@ async def reconcile(
         )
         if not payloads:
             return published
-        stamp = time.time()
+        stamp = now.timestamp()
         tasks = [_republished(payload, stamp) for payload in payloads]
         await queue.publish(tasks)
         published += len(tasks)
@@ -147,7 +143,6 @@ async def settle_cancel(
     execution_id: str,
     *,
     now: datetime,
-    prefix: str = "",
     settle_s: float = CANCEL_SETTLE_S,
 ) -> bool:
     """Freeze the counters of a cancelled execution and build its export, once no worker can
@@ -165,9 +160,9 @@ async def settle_cancel(
         if await state.live_leases(execution_id) > 0:
             return False
         await state.freeze(execution_id)  # False: another process froze it meanwhile
-    elif await blobs.exists(summary_path(prefix, execution_id)):
+    elif await blobs.exists(summary_path(execution_id)):
         return True
-    await Completion(state, blobs, prefix).finalize(execution_id)
+    await Completion(state, blobs).finalize(execution_id)
     return True
 
 
@@ -188,7 +183,6 @@ class Reconciler:
     owner: str
     reconcile_after_s: float = 300.0
     interval_s: float = 15.0
-    prefix: str = ""
     clock: Clock = field(default_factory=SystemClock)
 
     @classmethod
@@ -219,9 +213,7 @@ class Reconciler:
                 if execution is None:
                     continue
                 if execution.status == "cancelled":
-                    await settle_cancel(
-                        self.state, self.blobs, execution_id, now=now, prefix=self.prefix
-                    )
+                    await settle_cancel(self.state, self.blobs, execution_id, now=now)
                 elif execution.status == "running":
                     await reconcile(
                         self.state,

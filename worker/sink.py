@@ -46,7 +46,6 @@ class Sink:
         state: StateStore,
         clock: Clock,
         worker_id: str,
-        prefix: str = "",
         max_batch: int = 256,
         max_delay_s: float = 0.5,
         on_flushed: OnFlushed | None = None,
@@ -57,7 +56,6 @@ class Sink:
         self._state = state
         self._clock = clock
         self._worker_id = worker_id
-        self._prefix = prefix
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
         self._on_flushed = on_flushed
@@ -118,7 +116,7 @@ class Sink:
             results[task.execution_id].append(outcome.result)
         for (execution_id, phase), lines in groups.items():
             self._seq += 1
-            path = part_path(self._prefix, execution_id, phase, self._worker_id, self._seq)
+            path = part_path(execution_id, phase, self._worker_id, self._seq)
             data = b"\n".join(lines) + b"\n"
             output = OutputObject(path=path, size_bytes=len(data), records=len(lines), kind="part")
             await self._retry(f"writing {path}", self._blobs.write, path, data)

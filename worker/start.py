@@ -7,8 +7,8 @@ so both publish exactly the same first tasks.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
+from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
 from backends.state import Execution
 from worker.assemble import Ports
@@ -36,18 +36,20 @@ async def start_execution(
     version: int,
     params: dict[str, object] | None = None,
     max_active: int | None = None,
+    clock: Clock | None = None,
 ) -> Execution:
     """Run ``workflow`` (stored as ``version``, with ``params['set']`` already applied) as a
     new execution. One whose start URLs are all out of scope completes at once. With
     ``max_active``, ActiveCapReached (and nothing created) when the tenant already has that
     many pending or running executions, checked atomically with the creation."""
+    clock = clock or SystemClock()
     execution = Execution(
         id=uuid.uuid4().hex,
         workflow=workflow.name,
         workflow_version=version,
         tenant=tenant,
         status="pending",
-        created_at=datetime.now(UTC),
+        created_at=clock.wall(),
         params=dict(params or {}),
     )
     if max_active is None:
@@ -61,7 +63,7 @@ async def start_execution(
     ctx = ExecutionContext.build(running, workflow)
     starts = [d for d in map(ctx.rules.start, workflow.start_urls) if isinstance(d, Admit)]
     with Telemetry.create().execution_span(running.id, workflow.name):
-        published = await Frontier(ports.seen, ports.state, ports.queue).publish(ctx, starts)
+        published = await Frontier(ports.seen, ports.state, ports.queue, clock).publish(ctx, starts)
     if not published:
-        await Completion(ports.state, ports.blobs).check(running.id)
+        await Completion(ports.state, ports.blobs, clock).check(running.id)
     return running

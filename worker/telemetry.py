@@ -13,7 +13,6 @@ their own providers with in-memory exporters.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -136,9 +135,10 @@ class Telemetry:
         with self.tracer.start_as_current_span(name, attributes=attributes) as span:
             yield span
 
-    def observe_lag(self, task: Task) -> None:
+    def observe_lag(self, task: Task, now: float) -> None:
+        """Record how long ``task`` waited in the queue (``now``: epoch seconds)."""
         if self.measuring and task.published_at > 0:
-            lag = max(time.time() - task.published_at, 0.0)
+            lag = max(now - task.published_at, 0.0)
             self.queue_lag.record(lag, {"trawl.phase": task.phase})
 
     def count_funnel(self, counts: Mapping[str, int]) -> None:

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 
 from workflows import regex
-from workflows.spec import Phase, Transition, Workflow
+from workflows.spec import Transition, Workflow
 from workflows.urls import BadUrl, canonicalize, host_of
 
 
@@ -20,8 +20,6 @@ class Drop(enum.StrEnum):
     BAD_URL = "bad_url"
     OUT_OF_SCOPE = "out_of_scope"
     TOO_DEEP = "too_deep"
-    MAX_PAGES = "max_pages"
-    SEEN = "seen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +142,3 @@ class CrawlRules:
         if not self.in_scope(canonical):
             return Drop.OUT_OF_SCOPE
         return Admit(canonical, self.workflow.first_phase, 0, None)
-
-    def phase(self, name: str) -> Phase:
-        return self.workflow.phase(name)
-
-
-def under_max_pages(admitted: int, max_pages: int) -> bool:
-    """Whether one more page may be admitted when ``admitted`` already were (0 = no limit)."""
-    return max_pages == 0 or admitted < max_pages

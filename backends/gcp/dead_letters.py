@@ -10,7 +10,6 @@ subscription is read, then released, so one pass sees each message once.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ import msgspec
 from google.api_core import exceptions as google_exceptions
 from google.cloud import pubsub_v1
 
+from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError, RetryableError
 from backends.gcp.pubsub import PubSubTaskQueue
 from backends.task import Task, decode_task
@@ -40,6 +40,7 @@ async def replay_dead_letters(
     limit: int = 100_000,
     subscriber: Any = None,
     pull_timeout_s: float = 5.0,
+    clock: Clock | None = None,
 ) -> Replay:
     """Move ``execution_id``'s dead letters back onto ``queue``'s topic."""
     path = queue.dead_letter_subscription_path
@@ -70,7 +71,7 @@ async def replay_dead_letters(
                     others += 1
                     keep.append(received.ack_id)
             if mine:
-                now = time.time()
+                now = (clock or SystemClock()).wall().timestamp()
                 await queue.publish([msgspec.structs.replace(t, published_at=now) for _, t in mine])
                 ack_ids = [ack_id for ack_id, _ in mine]
                 await asyncio.to_thread(

@@ -8,10 +8,10 @@ runs on the client's threads: it hands each message to the event loop with
 Leases. The client extends the ack deadline of every message it holds (``lease management``)
 in steps of ``ack_deadline_s``, the subscription's ack deadline, for as long as this process
 holds the message; if the process dies, its messages come back within ``ack_deadline_s``. A
-delivery handed out by ``receive`` is held for ``max_lease_s`` (the port's ack deadline,
-moved by ``extend``); a delivery neither settled nor extended by then is presumed abandoned
-and handed back, as the port promises. Long pages therefore need no explicit ``extend`` up to
-``max_lease_s``, and a crashed worker's tasks still return in ``ack_deadline_s``.
+delivery handed out by ``receive`` is held for ``max_lease_s`` (the port's ack deadline);
+a delivery not settled by then is presumed abandoned and handed back, as the port promises.
+Long pages are therefore held up to ``max_lease_s``, and a crashed worker's tasks still
+return in ``ack_deadline_s``.
 
 Settling. ``ack`` is the client's batched ack. ``nack(delay_s)`` takes the message out of
 lease management and sets its ack deadline to the delay (Pub/Sub has no per-message delay;
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 MAX_MODACK_S = 600  # the longest ack deadline Pub/Sub accepts
 SETTLE_GRACE_S = 0.5
 # The client drops leases older than this (``FlowControl.max_lease_duration``), a safety net
-# under the queue's own ``max_lease_s``; no delivery is extended past it.
+# under the queue's own ``max_lease_s``.
 CLIENT_MAX_LEASE_S = 4 * 3600.0
 DEFAULT_RETENTION_S = 7 * 24 * 3600  # Pub/Sub's default and maximum
 _MAX_COUNTED_MESSAGES = 100_000
@@ -114,9 +114,6 @@ class _PubSubDelivery(Delivery):
 
     async def nack(self, delay_s: float = 0.0) -> None:
         self._queue._nack(self, delay_s)
-
-    async def extend(self, seconds: float) -> None:
-        self._queue._extend(self, seconds)
 
 
 class PubSubTaskQueue(TaskQueue):
@@ -485,23 +482,10 @@ class PubSubTaskQueue(TaskQueue):
     def _expire(self, delivery: _PubSubDelivery) -> None:
         if self._settle(delivery):
             log.warning(
-                "task %s was neither settled nor extended within its lease; handing it back",
+                "task %s was not settled within its lease; handing it back",
                 delivery.task.url,
             )
             self._hand_back(delivery._arrival.message, 0.0)
-
-    def _extend(self, delivery: _PubSubDelivery, seconds: float) -> None:
-        if seconds < 0:
-            raise InvalidInputError(f"cannot extend by a negative time: {seconds}")
-        if delivery._settled:
-            return
-        # The client extends the Pub/Sub lease in ack_deadline_s steps; what moves here is
-        # when the queue stops doing so. Never past the client's own cap.
-        limit = delivery._arrival.arrived + CLIENT_MAX_LEASE_S - self.ack_deadline_s
-        seconds = max(0.0, min(seconds, limit - time.monotonic()))
-        if delivery._timer is not None:
-            delivery._timer.cancel()
-        delivery._timer = asyncio.get_running_loop().call_later(seconds, self._expire, delivery)
 
     def _settle(self, delivery: _PubSubDelivery) -> bool:
         """Mark ``delivery`` settled; False if it was already (or expired, or closed)."""

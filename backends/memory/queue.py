@@ -53,9 +53,6 @@ class _MemoryDelivery(Delivery):
     async def nack(self, delay_s: float = 0.0) -> None:
         self._queue._settle(self._lease, max(delay_s, 0.0))
 
-    async def extend(self, seconds: float) -> None:
-        self._queue._extend(self._lease, seconds)
-
 
 class MemoryTaskQueue(TaskQueue):
     """An in-process queue shared by the embedded runner's workers."""
@@ -67,7 +64,7 @@ class MemoryTaskQueue(TaskQueue):
         self._ack_deadline_s = ack_deadline_s
         self._ready: deque[_Message] = deque()
         # (due, seq, what): a _Message due for redelivery or a _Lease whose deadline it is.
-        # Entries of settled or extended leases stay until due and are skipped then.
+        # Entries of settled leases stay until due and are skipped then.
         self._timers: list[tuple[float, int, _Message | _Lease]] = []
         self._seq = itertools.count()
         self._leases: set[_Lease] = set()
@@ -125,14 +122,6 @@ class MemoryTaskQueue(TaskQueue):
         else:
             self._ready.append(lease.message)
             self._wake(1)
-
-    def _extend(self, lease: _Lease, seconds: float) -> None:
-        if seconds < 0:
-            raise InvalidInputError(f"cannot extend by a negative time: {seconds}")
-        self._fire_timers()
-        if lease in self._leases:
-            lease.deadline = self._clock.now() + seconds
-            self._push_timer(lease.deadline, lease)
 
     def _push_timer(self, due: float, item: _Message | _Lease) -> None:
         live = self._delayed + len(self._leases)  # each has exactly one live entry

@@ -14,7 +14,7 @@ from backends.clock import FakeClock
 from backends.errors import InvalidInputError
 from backends.memory import MemoryTaskQueue
 from backends.queue import Delivery, QueueClosed, TaskQueue
-from backends.task import Task, decode_task, encode_task, task_key
+from backends.task import Task, decode_task, encode_task
 from tests.contract.conftest import QueueEnv
 
 WAIT_S = 5.0  # a deadline for things that must happen, never a sleep
@@ -86,7 +86,6 @@ async def test_task_fields_survive_the_queue(queue_env: QueueEnv) -> None:
         phase="product",
         marker="product",
         parent="http://site.test/list",
-        attempt=2,
         trace={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
     )
     await queue_env.adapter.publish([task])
@@ -147,29 +146,6 @@ async def test_expired_ack_deadline_redelivers(queue_env: QueueEnv) -> None:
     await assert_nothing_delivered(queue_env, after_s=queue_env.ack_deadline_s * 2)
 
 
-async def test_extend_keeps_a_slow_task(queue_env: QueueEnv) -> None:
-    queue = queue_env.adapter
-    await queue.publish([make_task(1)])
-    slow = await receive(queue)
-    await queue_env.advance(queue_env.ack_deadline_s / 2)
-    await slow.extend(queue_env.ack_deadline_s * 3)
-    await assert_nothing_delivered(queue_env, after_s=queue_env.ack_deadline_s * 2)
-    await slow.ack()
-    await assert_nothing_delivered(queue_env, after_s=queue_env.ack_deadline_s * 4)
-
-
-async def test_extend_is_not_forever(queue_env: QueueEnv) -> None:
-    queue = queue_env.adapter
-    await queue.publish([make_task(1)])
-    slow = await receive(queue)
-    await slow.extend(queue_env.ack_deadline_s * 2)
-    async with waiting_receive(queue) as pending:
-        await queue_env.advance(queue_env.ack_deadline_s * 2 + 1.0)
-        again = await asyncio.wait_for(pending, WAIT_S)
-    assert again.delivery_attempt == 2
-    await again.ack()
-
-
 async def test_concurrent_consumers_lose_nothing(queue_env: QueueEnv) -> None:
     queue = queue_env.adapter
     tasks = [make_task(i) for i in range(200)]
@@ -221,7 +197,13 @@ async def test_close_stops_waiting_receivers(queue_env: QueueEnv) -> None:
 def test_task_encoding_round_trips() -> None:
     task = Task(execution_id="e", url="http://a.test/", depth=0, phase="start", trace={"k": "v"})
     assert decode_task(encode_task(task)) == task
-    assert task_key(task) == "http://a.test/"
+    assert b"attempt" not in encode_task(task)
+
+
+def test_a_task_an_older_worker_published_still_decodes() -> None:
+    # Tasks once carried an ``attempt`` field; messages still queued with it are read.
+    old = b'{"execution_id": "e", "url": "http://a.test/", "depth": 1, "phase": "p", "attempt": 2}'
+    assert decode_task(old) == Task(execution_id="e", url="http://a.test/", depth=1, phase="p")
 
 
 @pytest.mark.parametrize(
@@ -231,6 +213,7 @@ def test_task_encoding_round_trips() -> None:
         b'{"execution_id": "e", "url": "http://a.test/", "depth": 0}',
         b'{"execution_id": "e", "url": "http://a.test/", "depth": -1, "phase": "p"}',
         b'{"execution_id": "e", "url": "http://a.test/", "depth": 0, "phase": "p", "x": 1}',
+        b'{"execution_id": "e", "url": "http://a.test/", "depth": 0, "phase": "p", "attempt": -1}',
     ],
 )
 def test_bad_task_bytes_are_invalid_input(data: bytes) -> None:
@@ -287,7 +270,6 @@ async def test_memory_queue_forgets_settled_deliveries() -> None:
     for i in range(5000):
         await queue.publish([make_task(i)])
         delivery = await receive(queue)
-        await delivery.extend(7200.0)
         await delivery.ack()
     assert queue.pending() == 0
     assert len(queue._timers) <= 2 * 1024 + 2

@@ -354,9 +354,9 @@ async def test_duplicate_finishes_do_not_change_counts(state_env: Env[StateStore
     assert await store.progress("ex-1") == before
     assert await store.failures("ex-1") == []
     assert before.published == 3 and before.finished == 2
-    assert not await store.is_complete("ex-1")
+    assert not (await store.progress("ex-1")).complete
     assert await store.finish_tasks("ex-1", [result("c"), result("c")]) == 1
-    assert await store.is_complete("ex-1")
+    assert (await store.progress("ex-1")).complete
 
 
 async def test_concurrent_duplicate_finishes_count_once(state_env: Env[StateStore]) -> None:
@@ -407,7 +407,7 @@ async def test_progress_shapes(state_env: Env[StateStore]) -> None:
         warnings={"field_type": 3, "script": 1},
         records=2,
     )
-    assert await store.is_complete("ex-1")
+    assert (await store.progress("ex-1")).complete
 
 
 async def test_the_funnel_adds_up_per_phase_and_marker(state_env: Env[StateStore]) -> None:
@@ -448,7 +448,7 @@ async def test_completion_needs_something_published(state_env: Env[StateStore]) 
     store = state_env.adapter
     await store.create_execution(execution("ex-1"))
     assert await store.progress("ex-1") == Progress()
-    assert not await store.is_complete("ex-1")
+    assert not (await store.progress("ex-1")).complete
     assert await store.progress("unknown") == Progress()
 
 

@@ -25,14 +25,14 @@ async def test_duplicates_keep_the_shallowest_copy_then_the_first(tmp_path: Path
     await state.create_execution(execution)
     # Worker a saw /x at depth 3 (after a lost seen-set); worker b at its true depth 2.
     await blobs.write(
-        part_path("out", "ex-1", "page", "a", 0),
+        part_path("ex-1", "page", "a", 0),
         record("http://h/x", 3, "deep") + record("http://h/y", 1, "first"),
     )
     await blobs.write(
-        part_path("out", "ex-1", "page", "b", 0),
+        part_path("ex-1", "page", "b", 0),
         record("http://h/x", 2, "shallow") + record("http://h/y", 1, "second"),
     )
-    result = await build_export(blobs, state, "out", execution)
+    result = await build_export(blobs, state, execution)
     assert (result.records, result.duplicates_dropped) == (2, 2)
     lines = (tmp_path / result.export_path).read_bytes().splitlines()
     exported = [json.loads(line) for line in lines]

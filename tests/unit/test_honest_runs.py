@@ -325,14 +325,14 @@ def test_a_directory_without_a_run_is_one_line_and_exit_1(
     assert not (tmp_path / "x.jsonl").exists()
 
 
-# -- the export a distributed execution writes (same code, under the bucket's prefix)
+# -- the export a distributed execution writes (same code; the store holds the bucket's prefix)
 
 
-async def test_the_export_under_a_prefix_has_failures_jsonl_and_warning_examples(
+async def test_the_export_has_failures_jsonl_and_warning_examples(
     tmp_path: Path,
 ) -> None:
     state = MemoryStateStore()
-    blobs = LocalBlobStore(tmp_path)
+    blobs = LocalBlobStore(tmp_path / "trawl" / "outputs")
     execution = Execution(
         id="ex-1", workflow="shop", workflow_version=1, created_at=T0, status="completed"
     )
@@ -357,10 +357,11 @@ async def test_the_export_under_a_prefix_has_failures_jsonl_and_warning_examples
         ],
     )
 
-    result = await build_export(blobs, state, "trawl/outputs", execution)
+    result = await build_export(blobs, state, execution)
 
-    assert result.failures_path == "trawl/outputs/ex-1/export/failures.jsonl"
-    lines = (tmp_path / result.failures_path).read_text().splitlines()
+    assert result.failures_path == "ex-1/export/failures.jsonl"
+    outputs = tmp_path / "trawl" / "outputs"
+    lines = (outputs / result.failures_path).read_text().splitlines()
     assert [
         {k: v for k, v in json.loads(line).items() if k != "at"} for line in lines
     ] == [
@@ -369,7 +370,7 @@ async def test_the_export_under_a_prefix_has_failures_jsonl_and_warning_examples
         {"url": "http://s/c", "phase": "product", "error_class": "http_404", "message": "gone",
          "attempts": 1},
     ]  # fmt: skip
-    summary = json.loads((tmp_path / result.summary_path).read_text())
+    summary = json.loads((outputs / result.summary_path).read_text())
     assert summary["warning_examples"] == [
         {"kind": "field_conversion", "phase": "product", "field": "price", "count": 1,
          "urls": ["http://s/b"]},

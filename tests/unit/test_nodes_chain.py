@@ -74,11 +74,6 @@ async def test_script_value_is_stored_under_its_name() -> None:
     assert browser.calls == [("js()", 2.0)]
 
 
-async def test_script_value_without_a_name_goes_under_script() -> None:
-    ctx, _ = await run_script(42)
-    assert ctx.data == {"script": 42}
-
-
 async def test_script_value_is_normalised_to_json() -> None:
     when = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
     answer = {"when": when, "nan": float("nan"), "pair": (1, 2.5), "n": None}

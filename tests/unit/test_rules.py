@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from workflows.rules import Admit, CrawlRules, Drop, under_max_pages
+from workflows.rules import Admit, CrawlRules, Drop
 from workflows.spec import Workflow
 
 
@@ -86,9 +86,7 @@ def test_transition_conditions_url_and_depth() -> None:
     assert rules.phase_for("a", None, "http://shop.test/x", 3) == "a"
 
 
-def test_start_urls_and_max_pages() -> None:
+def test_start_urls() -> None:
     rules = CrawlRules(make(start_phase="product"))
     assert rules.start("HTTP://SHOP.TEST") == Admit("http://shop.test/", "product", 0, None)
     assert rules.start("http://elsewhere.test/") is Drop.OUT_OF_SCOPE
-    assert under_max_pages(0, 0) and under_max_pages(10**9, 0)
-    assert under_max_pages(4, 5) and not under_max_pages(5, 5)

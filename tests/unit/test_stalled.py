@@ -211,7 +211,7 @@ async def test_a_cancel_with_no_worker_running_settles_at_once(world: World) -> 
     await world.state.finish_tasks("ex", [done("a", records=0)])
     await world.state.transition("ex", "cancelled", from_statuses={"running"})
     assert await settle_cancel(world.state, world.blobs, "ex", now=world.now()) is True
-    assert [line async for line in lines(world.blobs, export_path("", "ex"))] == []
+    assert [line async for line in lines(world.blobs, export_path("ex"))] == []
     assert await world.state.finish_tasks("ex", [done("b")]) == 0  # frozen
     progress = await world.state.progress("ex")
     assert (progress.finished, progress.records) == (1, 0)
