@@ -4,6 +4,7 @@ the Pub/Sub and GCS emulators. Test modules import them by name."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,26 @@ def cluster(
     tmp_path: Path, postgres_database: TestDatabase, pubsub_emulator: str, gcs_emulator: str
 ) -> Iterator[Cluster]:
     """A deployment's environment; its processes' logs under the test's tmp_path."""
-    with cluster_env(
-        database_url=postgres_database.dsn,
+    with deployment(tmp_path, postgres_database, pubsub_emulator, gcs_emulator) as cluster:
+        yield cluster
+
+
+def deployment(
+    tmp_path: Path,
+    database: TestDatabase,
+    pubsub_emulator: str,
+    gcs_emulator: str,
+    **env: str,
+) -> contextlib.AbstractContextManager[Cluster]:
+    """The ``cluster`` fixture's deployment, with ``env`` on top (TRAWL_* settings)."""
+    return cluster_env(
+        database_url=database.dsn,
         redis_url=ensure_redis(),
         pubsub_host=pubsub_emulator,
         gcs_endpoint=gcs_emulator,
         logs=tmp_path / "logs",
-    ) as deployment:
-        yield deployment
+        **env,
+    )
 
 
 def without_run_fields(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

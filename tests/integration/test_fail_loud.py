@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from backends.postgres import PostgresStateStore
 from backends.postgres.migrate import load_migrations, migrate
 from backends.ratelimit import RatePolicy
 from backends.redis import RedisRateLimiter
-from examples.aqua.generate import build_site, expected
-from examples.aqua.server import serve
-from tests.cluster import ROOT, TRAWL, Cluster, cluster_env, completed, wait_for_execution
+from examples.aqua.generate import expected
+from tests.cluster import ROOT, TRAWL, Cluster, completed, wait_for_execution
+from tests.cluster_fixtures import deployment, shop
 from tests.services import free_port
 from tests.services.gcs import delete_bucket, gcs_emulator
 from tests.services.postgres import (
@@ -44,7 +44,7 @@ from tests.services.redis import ensure_redis
 from trawl.readiness import readiness_checks
 from worker.assemble import Ports
 
-__all__ = ["gcs_emulator", "postgres_database", "pubsub_emulator"]
+__all__ = ["gcs_emulator", "postgres_database", "pubsub_emulator", "shop"]
 
 pytestmark = pytest.mark.integration
 
@@ -99,27 +99,20 @@ def test_a_port_already_taken_is_one_line_naming_the_setting(
 
 
 @pytest.fixture
-async def shop() -> AsyncIterator[tuple[Any, str]]:
-    site = build_site()
-    async with serve(site, "127.0.0.1") as base:
-        yield site, base
-
-
-@pytest.fixture
 def cluster(
     tmp_path: Path, postgres_database: TestDatabase, pubsub_emulator: str, gcs_emulator: str
 ) -> Iterator[Cluster]:
-    with cluster_env(
-        database_url=postgres_database.dsn,
-        redis_url=ensure_redis(),
-        pubsub_host=pubsub_emulator,
-        gcs_endpoint=gcs_emulator,
-        logs=tmp_path / "logs",
-        TRAWL_GCS_CREATE_BUCKET="0",  # as in production: the bucket must exist already
-    ) as deployment:
-        bucket = deployment.env["TRAWL_GCS_BUCKET"]
+    # As in production: the bucket must exist already.
+    with deployment(
+        tmp_path,
+        postgres_database,
+        pubsub_emulator,
+        gcs_emulator,
+        TRAWL_GCS_CREATE_BUCKET="0",
+    ) as made:
+        bucket = made.env["TRAWL_GCS_BUCKET"]
         try:
-            yield deployment
+            yield made
         finally:
             client = make_storage_client()
             try:

@@ -11,18 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from backends.clock import FakeClock
 from backends.errors import RetryableError
 from backends.fetcher import Fetcher, FetchRequest
-from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
-from backends.state import Execution
+from backends.memory import MemorySeenSet
 from backends.task import Task
 from nodes.page import Page
 from tests.crawling import make_workflow
-from worker.context import ExecutionCache, ExecutionContext
-from worker.frontier import Frontier
-from worker.process import TaskProcessor
-from worker.robots import RobotsCache
+from tests.processing import one_processor
 
 
 class FailsOnceFetcher(Fetcher):
@@ -40,14 +35,7 @@ class FailsOnceFetcher(Fetcher):
         yield Page(url=request.url, html="<html><body><h1>ok</h1></body></html>")
 
 
-async def _no_robots(url: str, user_agent: str) -> tuple[int, str]:
-    raise AssertionError("robots.txt is off in this workflow")
-
-
 async def test_politeness_hand_backs_do_not_use_up_retries() -> None:
-    clock = FakeClock()
-    queue = MemoryTaskQueue(clock, ack_deadline_s=3600)
-    state = MemoryStateStore(clock)
     workflow = make_workflow(
         ["http://shop.test/"],
         # One request every 10 s: a second task for the host waits longer than a worker
@@ -55,20 +43,9 @@ async def test_politeness_hand_backs_do_not_use_up_retries() -> None:
         politeness={"requests_per_second": 0.1, "burst": 1, "respect_robots_txt": False},
         retries={"max_attempts": 2, "backoff_s": 1.0},
     )
-    execution = Execution(
-        id="e1", workflow=workflow.name, workflow_version=1, created_at=clock.wall()
-    )
-    contexts = ExecutionCache(state)
-    contexts.put(ExecutionContext.build(execution, workflow))
     fetcher = FailsOnceFetcher()
-    processor = TaskProcessor(
-        contexts=contexts,
-        fetchers={"http": fetcher},
-        limiter=MemoryRateLimiter(clock),
-        robots=RobotsCache(_no_robots, clock),
-        frontier=Frontier(MemorySeenSet(), state, queue),
-        clock=clock,
-    )
+    one = one_processor(workflow, fetcher)
+    processor, queue, clock = one.processor, one.queue, one.clock
     await queue.publish(
         [
             Task(execution_id="e1", url=f"http://shop.test/{name}", depth=0, phase="page")
@@ -124,28 +101,13 @@ class RedisDownSeenSet(MemorySeenSet):
 
 
 async def test_a_backend_outage_hands_the_task_back_without_using_its_retries() -> None:
-    clock = FakeClock()
-    queue = MemoryTaskQueue(clock, ack_deadline_s=3600)
-    state = MemoryStateStore(clock)
     workflow = make_workflow(
         ["http://shop.test/"],
         politeness={"requests_per_second": 100, "burst": 10, "respect_robots_txt": False},
         retries={"max_attempts": 2, "backoff_s": 1.0},
     )
-    execution = Execution(
-        id="e1", workflow=workflow.name, workflow_version=1, created_at=clock.wall()
-    )
-    contexts = ExecutionCache(state)
-    contexts.put(ExecutionContext.build(execution, workflow))
-    fetcher = LinkingFetcher()
-    processor = TaskProcessor(
-        contexts=contexts,
-        fetchers={"http": fetcher},
-        limiter=MemoryRateLimiter(clock),
-        robots=RobotsCache(_no_robots, clock),
-        frontier=Frontier(RedisDownSeenSet(outage=4), state, queue),
-        clock=clock,
-    )
+    one = one_processor(workflow, LinkingFetcher(), seen=RedisDownSeenSet(outage=4))
+    processor, queue, clock = one.processor, one.queue, one.clock
     await queue.publish([Task(execution_id="e1", url="http://shop.test/", depth=0, phase="page")])
     # Four deliveries meet the outage (more than max_attempts): each goes back untried.
     for attempt in range(1, 5):

@@ -13,21 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from backends.clock import FakeClock
 from backends.errors import PermanentError
 from backends.fetcher import Fetcher, FetchRequest
 from backends.local import LocalBlobStore
-from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
-from backends.state import Execution
 from backends.task import Task
 from nodes.page import Page
 from tests.crawling import make_workflow
+from tests.processing import one_processor
 from trawl import logs
-from worker.context import ExecutionCache, ExecutionContext
 from worker.export_read import csv_chunks
-from worker.frontier import Frontier
-from worker.process import TaskProcessor
-from worker.robots import RobotsCache
 from workflows.redact import redact_text, redact_url, use_params
 
 SECRET_URL = "https://bob:hunter2@shop.example/a?page=2&access_token=abc123&X-Amz-Signature=f00"
@@ -76,27 +70,13 @@ async def test_csv_cells_that_would_be_formulas_are_text(tmp_path: Path) -> None
 
 
 async def test_a_failed_pages_message_keeps_no_token() -> None:
-    clock = FakeClock()
-    state = MemoryStateStore(clock)
-    queue = MemoryTaskQueue(clock, ack_deadline_s=3600)
     workflow = make_workflow(
         ["http://shop.test/"],
         politeness={"requests_per_second": 100, "burst": 10, "respect_robots_txt": False},
         retries={"max_attempts": 1, "backoff_s": 0.0},
     )
-    execution = Execution(
-        id="e1", workflow=workflow.name, workflow_version=1, created_at=clock.wall()
-    )
-    contexts = ExecutionCache(state)
-    contexts.put(ExecutionContext.build(execution, workflow))
-    processor = TaskProcessor(
-        contexts=contexts,
-        fetchers={"http": GoneFetcher()},
-        limiter=MemoryRateLimiter(clock),
-        robots=RobotsCache(_unused_robots, clock),
-        frontier=Frontier(MemorySeenSet(), state, queue),
-        clock=clock,
-    )
+    one = one_processor(workflow, GoneFetcher())
+    processor, queue = one.processor, one.queue
     url = "http://shop.test/p?session_id=s3cr3t&page=2"
     await queue.publish([Task(execution_id="e1", url=url, depth=0, phase="page")])
     outcome = await processor.process(await queue.receive())
@@ -112,7 +92,3 @@ class GoneFetcher(Fetcher):
     async def open(self, request: FetchRequest) -> AsyncIterator[Page]:
         raise PermanentError(f"HTTP 404 from {request.url}", error_class="http_404")
         yield Page(url=request.url, html="")
-
-
-async def _unused_robots(url: str, user_agent: str) -> tuple[int, str]:
-    raise AssertionError("robots.txt is off in this workflow")
