@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from backends.clock import FakeClock
 from backends.fetcher import Fetcher
 from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
+from backends.ratelimit import RateLimiter
 from backends.seen import SeenSet
 from backends.state import Execution
 from worker.context import ExecutionCache, ExecutionContext
 from worker.frontier import Frontier
 from worker.process import TaskProcessor
-from worker.robots import RobotsCache
+from worker.robots import RobotsCache, RobotsFetch
 from workflows import Workflow
 
 
@@ -30,7 +31,12 @@ async def _no_robots(url: str, user_agent: str) -> tuple[int, str]:
 
 
 def one_processor(
-    workflow: Workflow, fetcher: Fetcher, *, seen: SeenSet | None = None
+    workflow: Workflow,
+    fetcher: Fetcher,
+    *,
+    seen: SeenSet | None = None,
+    limiter: RateLimiter | None = None,
+    robots: RobotsFetch = _no_robots,
 ) -> OneProcessor:
     """A processor of execution ``e1`` of ``workflow`` on the http engine."""
     clock = FakeClock()
@@ -44,8 +50,8 @@ def one_processor(
     processor = TaskProcessor(
         contexts=contexts,
         fetchers={"http": fetcher},
-        limiter=MemoryRateLimiter(clock),
-        robots=RobotsCache(_no_robots, clock),
+        limiter=limiter or MemoryRateLimiter(clock),
+        robots=RobotsCache(robots, clock),
         frontier=Frontier(seen or MemorySeenSet(), state, queue),
         clock=clock,
     )

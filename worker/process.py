@@ -146,10 +146,14 @@ class TaskProcessor:
                 # Fetching robots.txt is a request to the host like any other: it waits
                 # for the same permits (or the task goes back to the queue).
                 key = f"{task.execution_id}|{host_key(task.url)}"
-                with self._t.stage("politeness"):
-                    permits = await self._permits(
-                        task.url, key, ctx.policy, self._max_inline_wait_s
-                    )
+                try:
+                    with self._t.stage("politeness"):
+                        permits = await self._permits(
+                            task.url, key, ctx.policy, self._max_inline_wait_s
+                        )
+                except RetryableError as exc:  # the rate limiter's own backend
+                    await self._backend_down(delivery, exc)
+                    return None
                 if isinstance(permits, float):
                     await self._hand_back(delivery, permits)
                     return None
@@ -167,13 +171,10 @@ class TaskProcessor:
         try:
             return await self._fetch_and_run(delivery, ctx)
         except RetryableError as exc:
-            handbacks = self._handbacks.get((task.execution_id, task.url), 0)
             if backend_of(exc) != "backend":
-                # Our own backend (Redis, Postgres, Pub/Sub, GCS) is down, not the page:
-                # the task goes back untried, later each time, and keeps all its retries.
-                log.warning("%s; handing the task back", exc)
-                await self._hand_back(delivery, min(BACKEND_HANDBACK_MAX_S, 2.0**handbacks))
+                await self._backend_down(delivery, exc)
                 return None
+            handbacks = self._handbacks.get((task.execution_id, task.url), 0)
             attempt = delivery.delivery_attempt - handbacks
             if attempt < workflow.retries.max_attempts:
                 delay = backoff_delay(attempt, workflow.retries.backoff_s, exc.delay_s)
@@ -278,8 +279,21 @@ class TaskProcessor:
             await self._pause(grant.retry_after_s)
 
     async def _release(self, permits: list[tuple[str, Grant]]) -> None:
+        """Give permits back. A limiter that cannot be reached is no reason to redo the
+        task: an unreleased lease frees itself after its TTL."""
         for key, grant in permits:
-            await self._limiter.release(key, grant.lease_id)
+            try:
+                await self._limiter.release(key, grant.lease_id)
+            except RetryableError as exc:
+                log.warning("%s; the lease will expire on its own", exc)
+
+    async def _backend_down(self, delivery: Delivery, exc: RetryableError) -> None:
+        """Our own backend (Redis, Postgres, Pub/Sub, GCS) is down, not the page: the task
+        goes back untried, later each time, and keeps all its retries."""
+        task = delivery.task
+        handbacks = self._handbacks.get((task.execution_id, task.url), 0)
+        log.warning("%s; handing the task back", exc)
+        await self._hand_back(delivery, min(BACKEND_HANDBACK_MAX_S, 2.0**handbacks))
 
     def _node_span(self, index: int, node: NodeSpec) -> contextlib.AbstractContextManager[Span]:
         kind = node.__struct_config__.tag

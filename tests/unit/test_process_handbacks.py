@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 
 from backends.errors import RetryableError
 from backends.fetcher import Fetcher, FetchRequest
-from backends.memory import MemorySeenSet
+from backends.memory import MemoryRateLimiter, MemorySeenSet
+from backends.ratelimit import Grant, RatePolicy
 from backends.task import Task
 from nodes.page import Page
 from tests.crawling import make_workflow
@@ -126,3 +127,48 @@ class LinkingFetcher(Fetcher):
     @asynccontextmanager
     async def open(self, request: FetchRequest) -> AsyncIterator[Page]:
         yield Page(url=request.url, html='<html><body><a href="/next">n</a></body></html>')
+
+
+class RedisDownLimiter(MemoryRateLimiter):
+    """The rate limiter of a Redis that is down for the first ``outage`` calls of each."""
+
+    def __init__(self, outage: int) -> None:
+        super().__init__()
+        self.outage = {"acquire": outage, "release": outage}
+
+    def _down(self, what: str) -> None:
+        if self.outage[what] > 0:
+            self.outage[what] -= 1
+            raise RetryableError(f"Redis is unavailable ({what})", error_class="redis_unavailable")
+
+    async def acquire(self, key: str, policy: RatePolicy) -> Grant:
+        self._down("acquire")
+        return await super().acquire(key, policy)
+
+    async def release(self, key: str, lease_id: str | None) -> None:
+        self._down("release")
+        await super().release(key, lease_id)
+
+
+async def _no_rules(url: str, user_agent: str) -> tuple[int, str]:
+    return 404, ""
+
+
+async def test_a_limiter_outage_before_robots_txt_hands_the_task_back() -> None:
+    workflow = make_workflow(
+        ["http://shop.test/"],
+        politeness={"requests_per_second": 100, "burst": 10, "respect_robots_txt": True},
+        retries={"max_attempts": 1, "backoff_s": 1.0},
+    )
+    one = one_processor(
+        workflow, LinkingFetcher(), limiter=RedisDownLimiter(outage=2), robots=_no_rules
+    )
+    processor, queue, clock = one.processor, one.queue, one.clock
+    await queue.publish([Task(execution_id="e1", url="http://shop.test/", depth=0, phase="page")])
+    for _ in range(2):  # the robots.txt permit meets the outage: back to the queue, untried
+        assert await processor.process(await queue.receive()) is None
+        clock.advance(60.0)
+    # A release that fails is not a reason to redo the page: the lease expires by itself.
+    outcome = await processor.process(await queue.receive())
+    assert outcome is not None
+    assert outcome.result.outcome == "succeeded"
