@@ -165,17 +165,17 @@ class WorkerService:
 async def run_checks(checks: Mapping[str, Check], timeout_s: float) -> dict[str, str]:
     """Run every check at once; the failed ones by name with why."""
 
-    async def one(check: Check) -> str | None:
+    async def one(name: str, check: Check) -> str | None:
         try:
             await asyncio.wait_for(check(), timeout_s)
         except TimeoutError:
             return f"no answer within {timeout_s:g} s"
         except Exception as exc:
-            log.info("readiness check failed: %s", describe(exc)[:500])
+            log.info("readiness check %s failed: %s", name, describe(exc)[:500])
             return public_reason(exc)
         return None
 
-    results = await asyncio.gather(*(one(c) for c in checks.values()))
+    results = await asyncio.gather(*(one(n, c) for n, c in checks.items()))
     return {name: why for name, why in zip(checks, results, strict=True) if why is not None}
 
 
