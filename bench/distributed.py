@@ -2,6 +2,10 @@
 trips per page, so the capacity of a large deployment can be worked out on paper.
 
     python -m bench.distributed [--pages 2000] [--workers 1,2,3] [--concurrency 32]
+        [--work DIR] [--no-save]
+
+Results: bench/results/distributed-<timestamp>.json and bench/results/distributed.md (the
+table docs/operations.md sizes a deployment from); ``--no-save`` only prints them.
 
 The site is the generated documentation site of bench/docsite.py served by nginx; the
 backends are the local services of the test suite (Postgres behind a PgBouncer of this run's
@@ -227,17 +231,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", default="1,2,3")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--work", default="/tmp/trawl-bench-distributed")
+    parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     args.workers = [int(w) for w in args.workers.split(",")]
     Path(args.work).mkdir(parents=True, exist_ok=True)
     rows = asyncio.run(main_async(args))
     md = table(rows)
     print(md)
+    if not args.no_save:
+        save(rows, md, pages=args.pages)
+
+
+def save(rows: list[dict[str, Any]], md: str, *, pages: int) -> None:
+    """Write the rows (JSON) and the table (distributed.md) under bench/results/."""
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"distributed-{stamp}.json").write_text(json.dumps(rows, indent=2) + "\n")
     (RESULTS / "distributed.md").write_text(
-        f"# Distributed mode, {stamp}\n\n`python -m bench.distributed --pages {args.pages}`\n\n"
+        f"# Distributed mode, {stamp}\n\n`python -m bench.distributed --pages {pages}`\n\n"
         + md
         + "\n"
     )

@@ -23,6 +23,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from multiprocessing.queues import Queue
 from pathlib import Path
 from types import TracebackType
 
@@ -77,10 +79,11 @@ def find_nginx() -> str | None:
     return next((c for c in NGINX_CANDIDATES if os.access(c, os.X_OK)), None)
 
 
-def _wait_listening(port: int, deadline_s: float, alive: object) -> None:
+def _wait_listening(port: int, deadline_s: float, alive: Callable[[], bool]) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections; raise if ``alive()`` turns false."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if callable(alive) and not alive():
+        if not alive():
             raise RuntimeError("the benchmark server exited while starting")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -198,10 +201,14 @@ def _aiohttp_serve(sock: socket.socket, root: str) -> None:
 # --- the ceiling ----------------------------------------------------------------------------------
 
 
-def _load_worker(base_url: str, paths: list[str], concurrency: int, out: object) -> None:
+# What one load client reports: pages ok, pages failed, bytes, its start and end (wall clock).
+LoadResult = tuple[int, int, int, float, float]
+
+
+def _load_worker(base_url: str, paths: list[str], concurrency: int, out: Queue[LoadResult]) -> None:
     import aiohttp
 
-    async def run() -> tuple[int, int, int, float, float]:
+    async def run() -> LoadResult:
         started = time.time()  # wall clock: comparable across the client processes
         connector = aiohttp.TCPConnector(limit=concurrency)
         ok = failed = size = 0
@@ -222,7 +229,7 @@ def _load_worker(base_url: str, paths: list[str], concurrency: int, out: object)
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         return ok, failed, size, started, time.time()
 
-    out.put(asyncio.run(run()))  # type: ignore[attr-defined]
+    out.put(asyncio.run(run()))
 
 
 def measure_ceiling(
@@ -230,7 +237,7 @@ def measure_ceiling(
 ) -> dict[str, float]:
     """Fetch every path once from ``processes`` client processes; pages/s and MB/s."""
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
+    out: Queue[LoadResult] = ctx.Queue()
     shares = [paths[i::processes] for i in range(processes)]
     per_proc = max(1, concurrency // processes)
     procs = [

@@ -1,0 +1,158 @@
+"""Smoke tests of the benchmarks in bench/: a refactor that breaks one fails the suite.
+
+Two kinds:
+
+- fast: the generated site, and the report code of ``bench.run``, ``bench.memory`` and
+  ``bench.distributed`` over the results committed in bench/results/ (the figures
+  docs/operations.md and bench/README.md quote), which must still summarise and render to
+  what was published;
+- ``integration``: each entry point crawling a tiny generated site for real, through its
+  ``main()`` as its command line calls it. They start processes (``trawl run``, nginx, the
+  load clients, ``trawl worker`` and the services), hence the marker. Only Trawl's own
+  crawlers run: the peers need their venvs built from the network, and the browser engine's
+  path is the http one's with another fetcher.
+
+Generated sites go under the test's tmp_path, never bench/site/, and nothing is saved to
+bench/results/ (``--no-save``).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import distributed, docsite, memory, run, serve
+from tests.services.gcs import gcs_emulator
+from tests.services.pubsub import pubsub_emulator
+
+__all__ = ["gcs_emulator", "pubsub_emulator"]
+
+RESULTS = Path(run.__file__).resolve().parent / "results"
+TINY = 30  # pages of a smoke test's site: a crawl of it takes well under a second
+
+
+@pytest.fixture
+def site_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where bench.docsite writes sites during the test."""
+    root = tmp_path / "site"
+    monkeypatch.setattr(docsite, "SITE_ROOT", root)
+    return root
+
+
+def _committed(name: str) -> Any:
+    return json.loads((RESULTS / name).read_text())
+
+
+# --- fast: the site and the reports -------------------------------------------------------------
+
+
+def test_docsite_writes_every_page_it_lists(
+    site_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docsite.main(["--pages", str(TINY)])
+
+    root = site_root / f"docs-{TINY}"
+    assert f"{root}: {TINY} pages" in capsys.readouterr().out
+    paths = (root / "pages.txt").read_text().split()
+    assert len(paths) == TINY and paths[0] == "/index.html"
+    assert all((root / p.lstrip("/")).is_file() for p in paths)
+    meta = json.loads((root / "site.json").read_text())
+    assert meta["pages"] == TINY and meta["total_links"] > TINY
+
+
+def test_run_report_reproduces_the_published_comparison() -> None:
+    result = _committed("20261123T100716Z.json")
+    names = [row["crawler"] for row in result["summary"]]
+
+    assert run.summarize(result["runs"], names) == result["summary"]
+    assert [list(t) for t in run.targets(result["summary"])] == result["targets"]
+    table = run.markdown(result).splitlines()
+    trawl_http = "| trawl-http | http | 5000 | 3/3 | 659.2 | 412-698 | 1.41 | 67 | 48 |"
+    assert any(line.startswith(trawl_http) for line in table)
+    rows = {line.split(" | ")[0].removeprefix("| ") for line in table if line.startswith("| ")}
+    assert set(names) <= rows
+    assert "| trawl-http pages/s >= 5x scrapy | yes | 8.64x (goal >= 5x) |" in table
+    assert any(line.startswith("Server ceiling") and "7415 pages/s" in line for line in table)
+
+
+def test_memory_report_reproduces_the_published_curves() -> None:
+    result = _committed("memory-20261123T104227Z.json")
+
+    table = memory.markdown(result).splitlines()
+    http = next(line for line in table if line.startswith("| http | 20000 |"))
+    assert "| yes | 733.9 | 1.33 | 80 | 55 | 68.4 | 68.4 |" in http
+    assert any(line.startswith("| browser | 2000 | yes |") for line in table)
+    assert sum(line.startswith("RSS curve,") for line in table) == 2
+
+
+def test_distributed_report_reproduces_the_published_round_trips() -> None:
+    rows = _committed("distributed-20261123T111110Z.json")
+
+    table = distributed.table(rows)
+    assert "| 1 | 2000 | 5.5 | 363.7 | 3.031 | 0.304 | 0.106 | 0.061 | 1.0 |" in table
+    assert table in (RESULTS / "distributed.md").read_text()
+
+
+# --- integration: each entry point on a tiny site -----------------------------------------------
+
+
+@pytest.mark.integration
+def test_run_measures_trawl_http(site_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--pages", str(TINY), "--runs", "1", "--only", "trawl-http", "--skip-browser"]
+    assert run.main([*argv, "--timeout", "60", "--no-save"]) == 0
+
+    captured = capsys.readouterr()
+    row = next(line for line in captured.out.splitlines() if line.startswith("| trawl-http |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:4] == ["http", str(TINY), "1/1"], captured.err
+    assert float(cells[4]) > 0 and float(cells[6]) > 0  # pages/s, CPU ms/page
+    assert cells[-1] == "0 / 0"  # nothing missing, nothing extra
+    assert "Server ceiling" in captured.out
+    assert "| trawl-http pages/s >= 5x scrapy | n/a |" in captured.out
+
+
+@pytest.mark.integration
+def test_memory_samples_a_crawl(site_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--http-pages", str(TINY), "--skip-browser", "--timeout", "60", "--no-save"]
+    assert memory.main(argv) == 0
+
+    captured = capsys.readouterr()
+    row = next(line for line in captured.out.splitlines() if line.startswith("| http |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == [str(TINY), "yes"], captured.err
+    assert float(cells[5]) > 0  # peak RSS MB
+    assert "RSS curve, http engine" in captured.out
+
+
+@pytest.mark.integration
+def test_serve_measures_its_ceiling(site_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    serve.main(["--pages", str(TINY), "--ceiling", "--repeat", "1"])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("serving ")
+    ceiling = ast.literal_eval(lines[1])
+    assert ceiling["pages"] == TINY and ceiling["failed"] == 0
+    assert ceiling["pages_per_s"] > 0
+
+
+@pytest.mark.integration
+def test_distributed_counts_round_trips(
+    site_root: Path,
+    tmp_path: Path,
+    pubsub_emulator: str,
+    gcs_emulator: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--pages", str(TINY), "--workers", "1", "--concurrency", "8"]
+    distributed.main([*argv, "--work", str(tmp_path / "work"), "--no-save"])
+
+    out = capsys.readouterr().out.splitlines()
+    figures = json.loads(out[0])
+    assert figures["status"] == "completed" and figures["pages"] == TINY
+    assert figures["redis_per_page"] > 0 and figures["postgres_xacts_per_page"] > 0
+    assert figures["pubsub_per_page"]["acks"] > 0
+    assert any(line.startswith(f"| 1 | {TINY} |") for line in out)
