@@ -9,6 +9,13 @@ the first finish of a key counts. Queue redeliveries therefore cannot corrupt th
 and an execution is complete exactly when every registered key has finished. Register
 children before finishing their parent, so ``finished == published`` cannot happen while
 work is still being discovered.
+
+Fair sharing rests on a window per execution: ``register_tasks`` with ``window`` > 0 lets
+at most that many of an execution's tasks be in the queue unfinished at once; the rest are
+registered (they count as published, so completion waits for them) but held, and
+``release_tasks`` hands them out, oldest first, as finishes make room. One execution with a
+million pages queued therefore sits in the shared queue with ``window`` tasks, beside every
+other execution's.
 """
 
 from __future__ import annotations
@@ -115,6 +122,13 @@ class Progress(_Record, frozen=True):
         """Every published task has finished, and there was at least one. An execution
         that published nothing is for the runtime to settle."""
         return self.published > 0 and self.finished >= self.published
+
+
+class Registered(_Record, frozen=True):
+    """What ``register_tasks`` did with a batch of keys, each key once, in batch order."""
+
+    publish: list[str] = []  # registered and unfinished: publish these now
+    held: list[str] = []  # newly registered, held until the window has room
 
 
 class Failure(_Record, frozen=True):
@@ -298,7 +312,6 @@ class StateStore(abc.ABC):
 
     # -- tasks
 
-    @abc.abstractmethod
     async def add_tasks(
         self,
         execution_id: str,
@@ -314,7 +327,36 @@ class StateStore(abc.ABC):
         which is how ``max_pages`` holds across workers. ``payloads`` (one per key, the
         encoded task) are kept with newly registered keys so ``reclaim_tasks`` can publish a
         lost task again; each key's registration time is kept too. Once the execution's
-        counters are frozen (``freeze``) nothing is registered and [] is returned."""
+        counters are frozen (``freeze``) nothing is registered and [] is returned.
+        (``register_tasks`` with no window.)"""
+        registered = await self.register_tasks(
+            execution_id, keys, max_total=max_total, payloads=payloads
+        )
+        return registered.publish
+
+    @abc.abstractmethod
+    async def register_tasks(
+        self,
+        execution_id: str,
+        keys: Sequence[str],
+        *,
+        max_total: int = 0,
+        payloads: Sequence[str] | None = None,
+        window: int = 0,
+    ) -> Registered:
+        """``add_tasks``, under a window: with ``window`` > 0, new keys beyond what keeps the
+        execution's queued tasks (released, unfinished) at ``window`` are registered but
+        held, and are not to be published until ``release_tasks`` hands them out. A key
+        without a payload is never held (it could not be published later). Keys registered
+        earlier and still held are in neither list."""
+
+    @abc.abstractmethod
+    async def release_tasks(self, execution_id: str, *, window: int) -> list[str]:
+        """Release held tasks, oldest registration first (one registration's keys in no
+        particular order), while fewer than ``window`` of the
+        execution's tasks are queued, and return their payloads to publish. Each counts as
+        registered now (for ``reclaim_tasks``). [] when nothing is held, there is no room,
+        or the counters are frozen."""
 
     @abc.abstractmethod
     async def remove_tasks(self, execution_id: str, keys: Sequence[str]) -> int:
@@ -366,7 +408,7 @@ class StateStore(abc.ABC):
         """The payloads of up to ``limit`` unfinished tasks registered (or last reclaimed)
         before ``registered_before`` and not leased past now, oldest first; each counts as
         registered now, so the next reclaim leaves it alone for as long again. Tasks
-        registered without a payload are left out."""
+        registered without a payload, and held ones, are left out."""
 
     @abc.abstractmethod
     async def activity(self, execution_id: str) -> Activity:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from backends.blobs import BlobStore
 from backends.clock import Clock
+from backends.errors import PermanentError
 from backends.fetcher import Fetcher
 from backends.queue import TaskQueue
 from backends.ratelimit import RateLimiter, RatePolicy
@@ -65,10 +66,19 @@ def assemble(
     outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
     host_policy: RatePolicy | None = None,
 ) -> Assembly:
-    """Wire receive → process → sink → ack over ``ports``; completion runs after each flush."""
+    """Wire receive → process → sink → ack over ``ports``; after each flush, held tasks are
+    released into the room finishes made, then completion is checked."""
     contexts = ExecutionCache(ports.state)
     completion = Completion(ports.state, ports.blobs, clock)
     frontier = Frontier(ports.seen, ports.state, ports.queue, clock)
+
+    async def release(execution_id: str) -> None:
+        try:
+            ctx = await contexts.get(execution_id)
+        except PermanentError:  # an execution deleted meanwhile: nothing of it to publish
+            return
+        await frontier.release(ctx)
+
     processor = TaskProcessor(
         contexts=contexts,
         fetchers=fetchers,
@@ -87,6 +97,7 @@ def assemble(
         worker_id=worker_id,
         max_batch=sink_batch,
         max_delay_s=sink_delay_s,
+        on_counted=release,
         on_flushed=completion.check,
         outage_budget_s=outage_budget_s,
     )

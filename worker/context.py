@@ -47,6 +47,12 @@ class ExecutionContext:
             record_phases=frozenset(ph.name for ph in workflow.phases if workflow.has_records(ph)),
         )
 
+    @property
+    def queue_window(self) -> int:
+        """How many of the execution's tasks may be queued at once (0: no limit); set by
+        whoever started it (see StateStore.register_tasks), the same for every worker."""
+        return queue_window(self.execution)
+
     def request(self, url: str) -> FetchRequest:
         f = self.workflow.fetch
         return FetchRequest(
@@ -58,6 +64,12 @@ class ExecutionContext:
             block_resources=tuple(f.block_resources),
             session=f"{self.execution.tenant}/{self.execution.id}",
         )
+
+
+def queue_window(execution: Execution) -> int:
+    """The execution's queue window from its params (0: none)."""
+    window = execution.params.get("queue_window")
+    return window if isinstance(window, int) and window > 0 else 0
 
 
 class ExecutionCache:

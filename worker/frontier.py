@@ -10,6 +10,12 @@ new again and publishes them; the StateStore hands back those registered but unf
 Duplicates this may publish (the earlier attempt got as far as publishing) are harmless: a
 key's result counts once and the export keeps one record per key. If Redis loses its data
 every key looks new; the StateStore still leaves out the finished ones.
+
+Fair sharing: an execution started with a queue window (``ExecutionContext.queue_window``)
+has at most that many tasks in the shared queue at once. Tasks beyond it are registered but
+held in the StateStore; after each flush ``release`` publishes as many as finishes made room
+for. A million-page crawl thus never buries a ten-page one under its backlog: each running
+execution has at most its window ahead of anyone else's tasks.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from backends.errors import RetryableError
 from backends.queue import TaskQueue
 from backends.seen import SeenSet
 from backends.state import StateStore, funnel_key
-from backends.task import Task, encode_task
+from backends.task import Task, decode_task, encode_task
 from nodes.context import Link
 from worker.context import ExecutionContext
 from worker.telemetry import current_trace
@@ -40,6 +46,8 @@ class Frontier:
         self._state = state
         self._queue = queue
         self._clock = clock or SystemClock()
+        # Released tasks whose publish failed, published first by the next ``release``.
+        self._unpublished: dict[str, list[Task]] = {}
 
     async def admit(
         self, ctx: ExecutionContext, parent: Task, links: Sequence[Link]
@@ -70,8 +78,9 @@ class Frontier:
     async def publish(
         self, ctx: ExecutionContext, admits: Sequence[Admit], parent: Task | None = None
     ) -> list[Task]:
-        """Dedupe ``admits`` against the seen-set and max_pages, then publish the rest;
-        returns the tasks published."""
+        """Dedupe ``admits`` against the seen-set and max_pages, then publish the rest (or
+        hold what does not fit the execution's queue window); returns the tasks published
+        or held."""
         execution_id = ctx.execution.id
         keys = [a.url for a in admits]
         claimer = claim_token(parent.url if parent is not None else "")
@@ -95,25 +104,50 @@ class Frontier:
             )
             for a in candidates
         ]
-        accepted = await self._state.add_tasks(
+        registered = await self._state.register_tasks(
             execution_id,
             [t.url for t in built],
             max_total=ctx.workflow.max_pages,
-            payloads=[stored_task(t) for t in built],  # for the reconciler
+            payloads=[stored_task(t) for t in built],  # for the reconciler and the window
+            window=ctx.queue_window,
         )
-        accepted_set = set(accepted)
-        tasks = [t for t in built if t.url in accepted_set]
-        if not tasks:
-            return []
+        publish, held = set(registered.publish), set(registered.held)
+        tasks = [t for t in built if t.url in publish]
         try:
-            await self._queue.publish(tasks)
+            if tasks:
+                await self._queue.publish(tasks)
         except Exception as exc:
             # These keys were claimed by this parent: undo both so its retry starts clean.
-            urls = [t.url for t in tasks]
+            urls = [t.url for t in tasks] + registered.held
             await self._state.remove_tasks(execution_id, urls)
             await self._seen.discard(execution_id, urls)
             raise RetryableError(f"publishing {len(tasks)} links failed: {exc}") from exc
-        return tasks
+        return tasks + [t for t in built if t.url in held]
+
+    async def release(self, ctx: ExecutionContext) -> int:
+        """Publish the held tasks of ``ctx``'s execution that its window has room for now;
+        returns how many. Call after finishes were counted. If publishing fails the tasks
+        are kept here and published first by the next call (RetryableError); should this
+        worker die first, they are registered, unfinished and not held, so the reconciler
+        publishes them again once the execution stalls."""
+        execution_id = ctx.execution.id
+        tasks = self._unpublished.pop(execution_id, None)
+        if tasks is None:
+            if not ctx.queue_window:
+                return 0
+            payloads = await self._state.release_tasks(execution_id, window=ctx.queue_window)
+            now = self._clock.wall().timestamp()
+            tasks = [
+                msgspec.structs.replace(decode_task(p.encode()), published_at=now) for p in payloads
+            ]
+        if not tasks:
+            return 0
+        try:
+            await self._queue.publish(tasks)
+        except Exception as exc:
+            self._unpublished[execution_id] = tasks
+            raise RetryableError(f"publishing {len(tasks)} released tasks failed: {exc}") from exc
+        return len(tasks)
 
 
 def stored_task(task: Task) -> str:

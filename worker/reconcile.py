@@ -40,6 +40,7 @@ from backends.state import StateStore
 from backends.task import Task, decode_task
 from worker.assemble import Ports
 from worker.completion import Completion
+from worker.context import queue_window
 from worker.paths import summary_path
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,26 @@ async def reconcile(
     state: StateStore, queue: TaskQueue, execution_id: str, *, after_s: float, now: datetime
 ) -> int:
     """Publish again the execution's unfinished, unleased tasks registered more than
-    ``after_s`` ago; how many. A publish that fails leaves them for the next round."""
+    ``after_s`` ago; how many. A publish that fails leaves them for the next round. Then
+    release held tasks its queue window has room for (a worker that died between counting
+    finishes and releasing leaves them held with nothing queued)."""
+    published = await _reclaim(
+        state, queue, execution_id, before=now - timedelta(seconds=after_s), now=now
+    )
+    execution = await state.get_execution(execution_id)
+    window = queue_window(execution) if execution is not None else 0
+    if window:
+        payloads = await state.release_tasks(execution_id, window=window)
+        if payloads:
+            await queue.publish([_republished(p, now.timestamp()) for p in payloads])
+            published += len(payloads)
+    return published
+
+
+async def _reclaim(
+    state: StateStore, queue: TaskQueue, execution_id: str, *, before: datetime, now: datetime
+) -> int:
     published = 0
-    before = now - timedelta(seconds=after_s)
     while True:
         payloads = await state.reclaim_tasks(
             execution_id, registered_before=before, limit=RECLAIM_BATCH

@@ -34,7 +34,8 @@ _encoder = msgspec.json.Encoder()
 
 T = TypeVar("T")
 
-# Called with each execution id whose counters a flush moved.
+# Called with each execution id whose counters a flush moved: ``on_counted`` first (once
+# the results are counted and acked), then ``on_flushed``.
 OnFlushed = Callable[[str], Awaitable[object]]
 
 
@@ -49,6 +50,7 @@ class Sink:
         max_batch: int = 256,
         max_delay_s: float = 0.5,
         on_flushed: OnFlushed | None = None,
+        on_counted: OnFlushed | None = None,
         outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
         outages: Outages | None = None,
     ) -> None:
@@ -59,6 +61,7 @@ class Sink:
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
         self._on_flushed = on_flushed
+        self._on_counted = on_counted
         self._seq = 0
         self.outage_budget_s = outage_budget_s
         self.outages = outages or Outages()
@@ -128,6 +131,10 @@ class Sink:
                 await outcome.delivery.ack()
             except Exception as exc:  # the task was counted; a redelivery is recounted as 0
                 log.warning("ack failed for %s: %s", outcome.delivery.task.url, exc)
+        if self._on_counted is not None:  # e.g. release held tasks into the freed room
+            on_counted = self._on_counted
+            for execution_id in results:
+                await self._retry("releasing held tasks", on_counted, execution_id)
         if self._on_flushed is not None:
             on_flushed = self._on_flushed
             for execution_id in results:

@@ -6,6 +6,7 @@ which is what the Postgres adapter gets from transactions.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from backends.state import (
     KeyCheck,
     OutputObject,
     Progress,
+    Registered,
     StateStore,
     StoredWorkflow,
     TaskResult,
@@ -60,6 +62,10 @@ class _Tasks:
     payloads: dict[str, str] = field(default_factory=dict)
     registered_at: dict[str, datetime] = field(default_factory=dict)
     leased_until: dict[str, datetime] = field(default_factory=dict)
+    # The window (see StateStore.register_tasks): held keys in registration order, and how
+    # many released keys are unfinished.
+    held: dict[str, None] = field(default_factory=dict)
+    queued: int = 0
     last_finished_at: datetime | None = None
     last_leased_at: datetime | None = None
     frozen_at: datetime | None = None
@@ -232,21 +238,23 @@ class MemoryStateStore(StateStore):
 
     # -- tasks
 
-    async def add_tasks(
+    async def register_tasks(
         self,
         execution_id: str,
         keys: Sequence[str],
         *,
         max_total: int = 0,
         payloads: Sequence[str] | None = None,
-    ) -> list[str]:
+        window: int = 0,
+    ) -> Registered:
         tasks = self._tasks.setdefault(execution_id, _Tasks())
         if tasks.frozen_at is not None:
-            return []
+            return Registered()
         known = tasks.finished_keys
         payload_of = dict(zip(keys, payloads, strict=True)) if payloads is not None else {}
         now = self._clock.wall()
-        accepted: list[str] = []
+        publish: list[str] = []
+        held: list[str] = []
         for key in dict.fromkeys(keys):
             finished = known.get(key)
             if finished is None:
@@ -256,10 +264,35 @@ class MemoryStateStore(StateStore):
                 tasks.registered_at[key] = now
                 if key in payload_of:
                     tasks.payloads[key] = payload_of[key]
-                accepted.append(key)
-            elif not finished:
-                accepted.append(key)
-        return accepted
+                    if 0 < window <= tasks.queued:
+                        tasks.held[key] = None
+                        held.append(key)
+                        continue
+                tasks.queued += 1
+                publish.append(key)
+            elif not finished and key not in tasks.held:
+                publish.append(key)
+        return Registered(publish=publish, held=held)
+
+    async def release_tasks(self, execution_id: str, *, window: int) -> list[str]:
+        keys = self._releasable(execution_id, window)
+        return self._release(self._tasks[execution_id], keys) if keys else []
+
+    def _releasable(self, execution_id: str, window: int) -> list[str]:
+        """The held keys ``release_tasks`` would release now, oldest first."""
+        tasks = self._tasks.get(execution_id)
+        if tasks is None or tasks.frozen_at is not None or not tasks.held:
+            return []
+        room = window - tasks.queued if window > 0 else len(tasks.held)
+        return list(itertools.islice(tasks.held, max(room, 0)))
+
+    def _release(self, tasks: _Tasks, keys: Sequence[str]) -> list[str]:
+        now = self._clock.wall()
+        for key in keys:
+            del tasks.held[key]
+            tasks.registered_at[key] = now
+        tasks.queued += len(keys)
+        return [tasks.payloads[key] for key in keys]
 
     async def remove_tasks(self, execution_id: str, keys: Sequence[str]) -> int:
         tasks = self._tasks.get(execution_id)
@@ -272,8 +305,17 @@ class MemoryStateStore(StateStore):
                 tasks.payloads.pop(key, None)
                 tasks.registered_at.pop(key, None)
                 tasks.leased_until.pop(key, None)
+                self._unqueue(tasks, key)
                 removed += 1
         return removed
+
+    @staticmethod
+    def _unqueue(tasks: _Tasks, key: str) -> None:
+        """A registered, unfinished key leaves the window (finished or removed)."""
+        if key in tasks.held:
+            del tasks.held[key]
+        else:
+            tasks.queued = max(tasks.queued - 1, 0)
 
     async def finish_tasks(self, execution_id: str, results: Sequence[TaskResult]) -> int:
         tasks = self._tasks.setdefault(execution_id, _Tasks())
@@ -281,8 +323,11 @@ class MemoryStateStore(StateStore):
             return 0
         counted = 0
         for result in results:
-            if tasks.finished_keys.get(result.key):
+            registered = tasks.finished_keys.get(result.key)
+            if registered:
                 continue
+            if registered is False:
+                self._unqueue(tasks, result.key)
             tasks.finished_keys[result.key] = True
             tasks.payloads.pop(result.key, None)
             tasks.leased_until.pop(result.key, None)
@@ -394,6 +439,7 @@ class MemoryStateStore(StateStore):
             if at < registered_before
             and tasks.finished_keys.get(key) is False
             and key in tasks.payloads
+            and key not in tasks.held
             and tasks.leased_until.get(key, at) <= now
         )[:limit]
         for _, key in stale:

@@ -43,7 +43,7 @@ WHERE execution_id = $1 AND outcome IS NULL AND leased_until > $2
 RECLAIM = """
 WITH stale AS (
     SELECT key_hash FROM tasks
-    WHERE execution_id = $1 AND outcome IS NULL AND task IS NOT NULL
+    WHERE execution_id = $1 AND outcome IS NULL AND task IS NOT NULL AND NOT held
       AND registered_at < $2 AND (leased_until IS NULL OR leased_until <= $3)
     ORDER BY registered_at
     LIMIT $4

@@ -32,6 +32,7 @@ from backends.state import (
     KeyCheck,
     OutputObject,
     Progress,
+    Registered,
     StateStore,
     StoredWorkflow,
     TaskResult,
@@ -284,25 +285,38 @@ class PostgresStateStore(StateStore):
 
     # -- tasks
 
-    async def add_tasks(
+    async def register_tasks(
         self,
         execution_id: str,
         keys: Sequence[str],
         *,
         max_total: int = 0,
         payloads: Sequence[str] | None = None,
-    ) -> list[str]:
+        window: int = 0,
+    ) -> Registered:
         if not keys:
-            return []
+            return Registered()
         if payloads is not None and len(payloads) != len(keys):
-            raise ValueError("add_tasks: one payload per key")
+            raise ValueError("register_tasks: one payload per key")
+        at = self._clock.wall()
+
+        async def op(conn: Connection) -> Registered:
+            return await tasks.add(
+                conn, execution_id, keys, max_total, payloads=payloads, at=at, window=window
+            )
+
+        # Idempotent: a second run hands back the same keys to publish, registered and
+        # unfinished (those the first run held stay held, in neither list).
+        return await self.pool.run(op, idempotent=True)
+
+    async def release_tasks(self, execution_id: str, *, window: int) -> list[str]:
         at = self._clock.wall()
 
         async def op(conn: Connection) -> list[str]:
-            return await tasks.add(conn, execution_id, keys, max_total, payloads=payloads, at=at)
+            return await tasks.release(conn, execution_id, window, at)
 
-        # Idempotent: a second run hands back the same keys, registered and unfinished.
-        return await self.pool.run(op, idempotent=True)
+        # Not idempotent: a second run after a lost commit would release more.
+        return await self.pool.run(op, idempotent=False)
 
     async def remove_tasks(self, execution_id: str, keys: Sequence[str]) -> int:
         if not keys:

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from backends.state import Progress, TaskResult
+from backends.state import Progress, Registered, TaskResult
 
 if TYPE_CHECKING:
+    from asyncpg import Record
+
     from backends.postgres.pool import Connection
 
 _LOCK = "SELECT published FROM task_counters WHERE execution_id = $1 FOR UPDATE"
@@ -33,11 +35,13 @@ _LOCK = "SELECT published FROM task_counters WHERE execution_id = $1 FOR UPDATE"
 _LOCK_OR_CREATE_FROZEN = """
 INSERT INTO task_counters AS c (execution_id) VALUES ($1)
 ON CONFLICT (execution_id) DO UPDATE SET published = c.published
-RETURNING c.published, c.frozen_at IS NOT NULL AS frozen
+RETURNING c.published, c.queued, c.frozen_at IS NOT NULL AS frozen
 """
 
 # $2 keys, $3 how many new keys may still be registered (NULL: any), $4 the encoded tasks
-# (shorter than $2, e.g. empty: NULL for the rest), $5 now.
+# (shorter than $2, e.g. empty: NULL for the rest), $5 now, $6 how many new keys may go to
+# the queue (NULL: any; the rest with a payload are held). Returns each key to publish or
+# newly held, in input order, with its held flag.
 _ADD = """
 WITH input AS (
     SELECT DISTINCT ON (k.hash) k.key, k.hash, k.ord, k.payload
@@ -49,28 +53,38 @@ WITH input AS (
     ORDER BY k.hash, k.ord
 ),
 known AS (
-    SELECT t.key_hash, t.outcome IS NOT NULL AS finished
+    SELECT t.key_hash, t.outcome IS NOT NULL AS finished, t.held
     FROM tasks t
     WHERE t.execution_id = $1 AND t.key_hash IN (SELECT hash FROM input)
 ),
 fresh AS (
-    SELECT i.key, i.hash, i.payload FROM input i
+    SELECT i.key, i.hash, i.payload, i.ord FROM input i
     WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.key_hash = i.hash)
     ORDER BY i.ord
     LIMIT $3::bigint
 ),
+ranked AS (
+    SELECT f.key, f.hash, f.payload,
+        coalesce(f.payload IS NOT NULL AND row_number() OVER (ORDER BY f.ord) > $6::bigint,
+                 false) AS held
+    FROM fresh f
+),
 inserted AS (
-    INSERT INTO tasks (execution_id, key_hash, key, task, registered_at)
-    SELECT $1, hash, key, payload, $5::timestamptz FROM fresh
-    RETURNING key_hash
+    INSERT INTO tasks (execution_id, key_hash, key, task, registered_at, held)
+    SELECT $1, hash, key, payload, $5::timestamptz, held FROM ranked
+    RETURNING key_hash, held
 ),
 totals AS (
-    UPDATE task_counters SET published = published + (SELECT count(*) FROM inserted)
+    UPDATE task_counters SET
+        published = published + (SELECT count(*) FROM inserted),
+        queued = queued + (SELECT count(*) FROM inserted n WHERE NOT n.held),
+        held = held + (SELECT count(*) FROM inserted n WHERE n.held)
     WHERE execution_id = $1 AND EXISTS (SELECT 1 FROM inserted)
 )
-SELECT i.key FROM input i
-WHERE i.hash IN (SELECT key_hash FROM inserted)
-   OR i.hash IN (SELECT key_hash FROM known WHERE NOT finished)
+SELECT i.key, n.held IS TRUE AS held FROM input i
+LEFT JOIN inserted n ON n.key_hash = i.hash
+WHERE n.key_hash IS NOT NULL
+   OR i.hash IN (SELECT key_hash FROM known WHERE NOT finished AND NOT held)
 ORDER BY i.ord
 """
 
@@ -79,10 +93,13 @@ WITH removed AS (
     DELETE FROM tasks
     WHERE execution_id = $1 AND outcome IS NULL
       AND key_hash IN (SELECT sha256(convert_to(k, 'UTF8')) FROM unnest($2::text[]) AS k)
-    RETURNING key_hash
+    RETURNING key_hash, held
 ),
 totals AS (
-    UPDATE task_counters SET published = published - (SELECT count(*) FROM removed)
+    UPDATE task_counters SET
+        published = published - (SELECT count(*) FROM removed),
+        queued = greatest(queued - (SELECT count(*) FROM removed r WHERE NOT r.held), 0),
+        held = held - (SELECT count(*) FROM removed r WHERE r.held)
     WHERE execution_id = $1 AND EXISTS (SELECT 1 FROM removed)
 )
 SELECT count(*) FROM removed
@@ -112,19 +129,20 @@ WITH batch AS (
     ORDER BY r.hash, r.ord
 ),
 known AS (
-    SELECT key_hash FROM tasks
+    SELECT key_hash, held FROM tasks
     WHERE execution_id = $1 AND key_hash IN (SELECT hash FROM batch)
 ),
 finished AS (
     INSERT INTO tasks AS t (execution_id, key_hash, key, outcome)
     SELECT $1, hash, key, outcome FROM batch
     ON CONFLICT (execution_id, key_hash)
-    DO UPDATE SET outcome = excluded.outcome, task = NULL, leased_until = NULL
+    DO UPDATE SET outcome = excluded.outcome, task = NULL, leased_until = NULL, held = false
     WHERE t.outcome IS NULL
     RETURNING t.key_hash
 ),
 counted AS (
-    SELECT b.*, NOT EXISTS (SELECT 1 FROM known WHERE known.key_hash = b.hash) AS unregistered
+    SELECT b.*, NOT EXISTS (SELECT 1 FROM known WHERE known.key_hash = b.hash) AS unregistered,
+        EXISTS (SELECT 1 FROM known WHERE known.key_hash = b.hash AND known.held) AS was_held
     FROM batch b
     WHERE b.hash IN (SELECT key_hash FROM finished)
 ),
@@ -160,10 +178,47 @@ totals AS (
         published = published + (SELECT count(*) FROM counted WHERE unregistered),
         finished = finished + (SELECT count(*) FROM counted),
         records = records + (SELECT coalesce(sum(records), 0) FROM counted),
+        queued = greatest(
+            queued - (SELECT count(*) FROM counted WHERE NOT unregistered AND NOT was_held), 0
+        ),
+        held = held - (SELECT count(*) FROM counted WHERE was_held),
         last_finished_at = $3::timestamptz
     WHERE execution_id = $1 AND EXISTS (SELECT 1 FROM counted)
 )
 SELECT count(*) FROM counted
+"""
+
+# Whether a release could do anything, read without a lock (most flushes find nothing held).
+_WINDOW = """
+SELECT queued, held, frozen_at IS NOT NULL AS frozen FROM task_counters WHERE execution_id = $1
+"""
+
+_LOCK_WINDOW = """
+SELECT queued, held, frozen_at IS NOT NULL AS frozen FROM task_counters
+WHERE execution_id = $1 FOR UPDATE
+"""
+
+# $2 how many to release, $3 now.
+_RELEASE = """
+WITH picked AS (
+    SELECT key_hash, registered_at FROM tasks
+    WHERE execution_id = $1 AND held
+    ORDER BY registered_at, key_hash
+    LIMIT $2::bigint
+),
+released AS (
+    UPDATE tasks t SET held = false, registered_at = $3::timestamptz
+    FROM picked WHERE t.execution_id = $1 AND t.key_hash = picked.key_hash
+    RETURNING t.task, t.key_hash
+),
+totals AS (
+    UPDATE task_counters SET
+        queued = queued + (SELECT count(*) FROM released),
+        held = held - (SELECT count(*) FROM released)
+    WHERE execution_id = $1 AND EXISTS (SELECT 1 FROM released)
+)
+SELECT r.task FROM released r JOIN picked p ON p.key_hash = r.key_hash
+ORDER BY p.registered_at, p.key_hash
 """
 
 # One statement, so one snapshot: the totals and the counts agree.
@@ -187,15 +242,40 @@ async def add(
     *,
     payloads: Sequence[str] | None,
     at: datetime,
-) -> list[str]:
+    window: int = 0,
+) -> Registered:
     async with conn.transaction():
         lock = await conn.fetchrow(_LOCK_OR_CREATE_FROZEN, execution_id)
         assert lock is not None  # an upsert with RETURNING always returns its row
         if lock["frozen"]:
-            return []
+            return Registered()
         published: int = lock["published"]
         room = max(max_total - published, 0) if max_total > 0 else None
-        rows = await conn.fetch(_ADD, execution_id, list(keys), room, list(payloads or ()), at)
+        queue_room = max(window - lock["queued"], 0) if window > 0 else None
+        rows = await conn.fetch(
+            _ADD, execution_id, list(keys), room, list(payloads or ()), at, queue_room
+        )
+    return Registered(
+        publish=[row[0] for row in rows if not row[1]],
+        held=[row[0] for row in rows if row[1]],
+    )
+
+
+async def release(conn: Connection, execution_id: str, window: int, at: datetime) -> list[str]:
+    """The payloads of held tasks released into the window (see StateStore.release_tasks)."""
+
+    def room(row: Record | None) -> int:
+        if row is None or row["frozen"] or row["held"] == 0:
+            return 0
+        return int(row["held"]) if window <= 0 else min(window - row["queued"], row["held"])
+
+    if room(await conn.fetchrow(_WINDOW, execution_id)) <= 0:
+        return []
+    async with conn.transaction():
+        n = room(await conn.fetchrow(_LOCK_WINDOW, execution_id))
+        if n <= 0:
+            return []
+        rows = await conn.fetch(_RELEASE, execution_id, n, at)
     return [row[0] for row in rows]
 
 

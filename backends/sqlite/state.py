@@ -21,7 +21,7 @@ import msgspec
 from backends.clock import Clock, SystemClock
 from backends.memory.state import MemoryStateStore
 from backends.sqlite.db import SqliteDb
-from backends.state import Execution, ExecutionStatus, OutputObject, TaskResult
+from backends.state import Execution, ExecutionStatus, OutputObject, Registered, TaskResult
 
 _encoder = msgspec.json.Encoder()
 
@@ -33,6 +33,8 @@ _EVENT_TYPES: dict[str, Any] = {
     "transition": tuple[str, str, list[str], str | None],
     "put_api_key": tuple[str, str],
     "add_tasks": tuple[str, list[str], list[str] | None],
+    "hold_tasks": tuple[str, list[str]],
+    "release_tasks": tuple[str, list[str]],
     "remove_tasks": tuple[str, list[str]],
     "finish_tasks": tuple[str, list[TaskResult]],
     "add_output": tuple[str, OutputObject],
@@ -83,6 +85,8 @@ class SqliteStateStore(MemoryStateStore):
             "transition": lambda a: self.transition(a[0], a[1], from_statuses=a[2], error=a[3]),
             "put_api_key": lambda a: self.put_api_key(*a),
             "add_tasks": lambda a: self.add_tasks(a[0], a[1], payloads=a[2]),
+            "hold_tasks": lambda a: self._hold(*a),
+            "release_tasks": lambda a: self._unhold(*a),
             "remove_tasks": lambda a: self.remove_tasks(*a),
             "finish_tasks": lambda a: self.finish_tasks(*a),
             "add_output": lambda a: self.add_output(*a),
@@ -145,26 +149,48 @@ class SqliteStateStore(MemoryStateStore):
 
     # -- tasks
 
-    async def add_tasks(
+    async def register_tasks(
         self,
         execution_id: str,
         keys: Sequence[str],
         *,
         max_total: int = 0,
         payloads: Sequence[str] | None = None,
-    ) -> list[str]:
-        accepted = await super().add_tasks(
-            execution_id, keys, max_total=max_total, payloads=payloads
+        window: int = 0,
+    ) -> Registered:
+        registered = await super().register_tasks(
+            execution_id, keys, max_total=max_total, payloads=payloads, window=window
         )
+        accepted = registered.publish + registered.held
         if accepted:
             # What was accepted, not what was asked: replayed, it registers the same keys
-            # whatever limit refused the rest.
+            # whatever limit refused the rest; then the held ones are held again.
             kept = None
             if payloads is not None:
                 payload_of = dict(zip(keys, payloads, strict=True))
                 kept = [payload_of[key] for key in accepted]
             self._log("add_tasks", (execution_id, accepted, kept))
-        return accepted
+        if registered.held:
+            self._log("hold_tasks", (execution_id, registered.held))
+        return registered
+
+    async def release_tasks(self, execution_id: str, *, window: int) -> list[str]:
+        keys = self._releasable(execution_id, window)
+        if not keys:
+            return []
+        self._log("release_tasks", (execution_id, keys))
+        return self._release(self._tasks[execution_id], keys)
+
+    async def _hold(self, execution_id: str, keys: list[str]) -> None:
+        """Replay: hold again keys an add_tasks event registered as queued."""
+        tasks = self._tasks[execution_id]
+        for key in keys:
+            tasks.held[key] = None
+        tasks.queued = max(tasks.queued - len(keys), 0)
+
+    async def _unhold(self, execution_id: str, keys: list[str]) -> None:
+        """Replay: release the keys a release_tasks event released."""
+        self._release(self._tasks[execution_id], keys)
 
     async def remove_tasks(self, execution_id: str, keys: Sequence[str]) -> int:
         removed = await super().remove_tasks(execution_id, keys)

@@ -14,6 +14,7 @@ from backends.state import (
     Execution,
     OutputObject,
     Progress,
+    Registered,
     StateStore,
     TaskResult,
 )
@@ -340,6 +341,94 @@ async def test_remove_tasks_undoes_unfinished_registrations(state_env: Env[State
     assert await store.remove_tasks("ex-1", ["a", "b", "zzz"]) == 1
     progress = await store.progress("ex-1")
     assert (progress.published, progress.finished) == (2, 1)
+
+
+def _payloads(keys: list[str]) -> list[str]:
+    return [k.upper() for k in keys]
+
+
+async def test_a_window_holds_what_does_not_fit_and_releases_it_oldest_first(
+    state_env: Env[StateStore],
+) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    keys = ["a", "b", "c"]
+    registered = await store.register_tasks("ex-1", keys, payloads=_payloads(keys), window=2)
+    assert registered == Registered(publish=["a", "b"], held=["c"])
+    await state_env.advance(1.0)
+    keys = ["d", "e", "c"]
+    registered = await store.register_tasks("ex-1", keys, payloads=_payloads(keys), window=2)
+    # c is still held: neither to publish nor newly held.
+    assert registered == Registered(publish=[], held=["d", "e"])
+    # Held tasks count as published: the execution is not complete while they wait.
+    assert (await store.progress("ex-1")).published == 5
+    assert await store.release_tasks("ex-1", window=2) == []  # no room yet
+    await store.finish_tasks("ex-1", [result("a")])
+    assert await store.release_tasks("ex-1", window=2) == ["C"]
+    assert await store.release_tasks("ex-1", window=2) == []
+    await store.finish_tasks("ex-1", [result("b"), result("c")])
+    # Oldest registration first; one registration's keys in no particular order.
+    assert sorted(await store.release_tasks("ex-1", window=2)) == ["D", "E"]
+    await store.finish_tasks("ex-1", [result("d"), result("e")])
+    assert await store.release_tasks("ex-1", window=2) == []
+    assert (await store.progress("ex-1")).complete
+
+
+async def test_a_window_is_per_execution_and_ignores_keys_without_payloads(
+    state_env: Env[StateStore],
+) -> None:
+    store = state_env.adapter
+    for id in ("ex-1", "ex-2"):
+        await store.create_execution(execution(id))
+    keys = ["a", "b", "c"]
+    assert (await store.register_tasks("ex-1", keys, payloads=_payloads(keys), window=1)).held == [
+        "b",
+        "c",
+    ]
+    assert await store.register_tasks("ex-2", ["a"], payloads=["A"], window=1) == Registered(
+        publish=["a"]
+    )
+    # Without a payload a task could not be published later: it is never held.
+    assert await store.register_tasks("ex-1", ["x"], window=1) == Registered(publish=["x"])
+    # No window: everything goes, and held tasks are released all at once.
+    keys = ["d"]
+    assert await store.register_tasks("ex-1", keys, payloads=_payloads(keys)) == Registered(
+        publish=["d"]
+    )
+    assert sorted(await store.release_tasks("ex-1", window=0)) == ["B", "C"]
+
+
+async def test_removing_or_finishing_a_held_task_frees_no_room(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    keys = ["a", "b", "c", "d"]
+    await store.register_tasks("ex-1", keys, payloads=_payloads(keys), window=1)
+    assert await store.remove_tasks("ex-1", ["b"]) == 1
+    await store.finish_tasks("ex-1", [result("c")])  # finished while held (a stray copy)
+    assert await store.release_tasks("ex-1", window=1) == []  # a still fills the window
+    await store.finish_tasks("ex-1", [result("a")])
+    assert await store.release_tasks("ex-1", window=1) == ["D"]
+    await store.finish_tasks("ex-1", [result("d")])
+    progress = await store.progress("ex-1")
+    assert (progress.published, progress.finished, progress.complete) == (3, 3, True)
+
+
+async def test_concurrent_releases_never_overfill_the_window(state_env: Env[StateStore]) -> None:
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    keys = [f"k{i:02}" for i in range(40)]
+    await store.register_tasks("ex-1", keys, payloads=_payloads(keys), window=4)
+    await store.finish_tasks("ex-1", [result(k) for k in keys[:4]])
+    released = await asyncio.gather(*(store.release_tasks("ex-1", window=4) for _ in range(6)))
+    assert len([p for batch in released for p in batch]) == 4
+
+
+async def test_reclaim_leaves_held_tasks_alone(state_env: Env[StateStore]) -> None:
+    store, now = state_env.adapter, state_env.clock.wall
+    await store.create_execution(execution("ex-1"))
+    await store.register_tasks("ex-1", ["a", "b"], payloads=["A", "B"], window=1)
+    await state_env.advance(300.0)
+    assert await store.reclaim_tasks("ex-1", registered_before=now()) == ["A"]
 
 
 async def test_duplicate_finishes_do_not_change_counts(state_env: Env[StateStore]) -> None:
