@@ -27,7 +27,8 @@ docs/workflows.md ("extract") describes fields for authors; these are the detail
   naming the selector: that is a workflow bug, and the task fails for good.
 
 Each spec is compiled once (regexes compiled, types resolved to functions, nested XPath
-made relative) and cached by identity, so the per-page work is only selection and conversion.
+made relative) into a plan kept while the spec object lives (``nodes.compiled.per_spec``), so
+the per-page work is only selection and conversion.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from nodes.compiled import per_spec
 from nodes.context import NodeContext
 from nodes.convert import collapse, to_bool, to_float, to_int
 from nodes.page import Element, Page
@@ -43,11 +45,6 @@ from workflows import regex as user_regex
 from workflows.spec import ExtractNode, FieldSpec
 
 _CONVERT: dict[str, Callable[[str], Any]] = {"int": to_int, "float": to_float}
-
-# Compiled specs by id(spec). Each entry keeps its spec alive, so an id in the cache cannot
-# be reused by another object; the cache is cleared when full (workflows are few).
-_PLANS: dict[int, tuple[ExtractNode, tuple[_Plan, ...]]] = {}
-_MAX_PLANS = 4096
 
 # What a field selects in: the page, or (nested fields) the element its parent matched.
 _Scope = Page | Element
@@ -122,15 +119,12 @@ class _Plan:
         return default
 
 
-def _plans(spec: ExtractNode) -> tuple[_Plan, ...]:
-    hit = _PLANS.get(id(spec))
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    plans = tuple(_Plan(name, field, nested=False) for name, field in spec.fields.items())
-    if len(_PLANS) >= _MAX_PLANS:
-        _PLANS.clear()
-    _PLANS[id(spec)] = (spec, plans)
-    return plans
+def _compile(spec: ExtractNode) -> tuple[_Plan, ...]:
+    return tuple(_Plan(name, field, nested=False) for name, field in spec.fields.items())
+
+
+# The plan of each live ExtractNode, compiled on its first page.
+_plans = per_spec(_compile)
 
 
 def _selector_error(kind: str, selector: str, exc: Exception) -> ValueError:

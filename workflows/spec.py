@@ -4,16 +4,26 @@ Every Struct is frozen and forbids unknown fields, so a typo in a workflow is an
 its path rather than a silently ignored key. Node specs live here (not in ``nodes/``) because
 the ``Workflow`` type must name their union and ``workflows`` imports no other package of
 ours; ``nodes/registry.py`` pairs each spec with its implementation.
+
+Each node spec answers for itself (``NodeBehaviour``): whether it emits links and with which
+marker, whether it writes the page's record, whether it needs the browser engine, and its
+own semantic checks. ``workflows/semantics.py`` and ``Workflow.has_records`` ask the nodes
+rather than testing their types, so a new node type cannot be silently left out of them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import msgspec
 from msgspec import Meta
 
+from workflows import paths
 from workflows.version import __version__
+
+if TYPE_CHECKING:
+    from workflows.checks import Findings, NodeSite
 
 Engine = Literal["browser", "http"]
 FieldType = Literal["string", "int", "float", "bool", "html"]
@@ -91,18 +101,103 @@ class Field(_Spec, frozen=True):
     fields: dict[NonEmptyStr, FieldSpec] | None = None
     as_: Literal["object"] | None = msgspec.field(default=None, name="as")
 
+    def check(self, path: str, found: Findings) -> None:
+        """Selectors and regex that parse, one of css and xpath, a sound ``as: object``,
+        then the sub-fields."""
+        if self.css is not None and self.xpath is not None:
+            found.add(path, "css and xpath are mutually exclusive; use one")
+        if self.css is not None:
+            found.css(f"{path}.css", self.css)
+        if self.xpath is not None:
+            found.xpath(f"{path}.xpath", self.xpath)
+        if self.regex is not None:
+            found.regex(f"{path}.regex", self.regex)
+        if self.as_ == "object":
+            if not self.multiple:
+                found.add(f"{path}.as", "as: object needs multiple: true")
+            keys = sorted(self.fields or ())
+            if keys != ["key", "value"]:
+                message = "as: object needs fields with exactly the keys key and value"
+                found.add(f"{path}.as", f"{message} (got: {', '.join(keys) or 'none'})")
+        if self.fields is not None:
+            check_fields(self.fields, f"{path}.fields", found)
+
 
 # A bare string is shorthand for {css: "<selector>"}.
 FieldSpec = NonEmptyStr | Field
 
 
-class ExtractNode(_Spec, frozen=True, tag="extract", tag_field="type"):
+def check_fields(fields: Mapping[str, FieldSpec], path: str, found: Findings) -> None:
+    """The semantic checks of every field of ``fields`` (at ``path``), in order."""
+    for name, spec in fields.items():
+        field_path = paths.key(path, name)
+        if isinstance(spec, str):
+            found.css(field_path, spec)
+        else:
+            spec.check(field_path, found)
+
+
+class NodeBehaviour(Protocol):
+    """What every node spec answers for itself; ``workflows/semantics.py`` and
+    ``Workflow.has_records`` ask these instead of testing a node's type."""
+
+    @property
+    def emits_links(self) -> bool:
+        """Whether it adds links for the crawl to follow."""
+        ...
+
+    @property
+    def link_marker(self) -> str | None:
+        """The marker of the links it emits; None when it emits none, or unmarked ones."""
+        ...
+
+    @property
+    def writes_records(self) -> bool:
+        """Whether a phase with this node writes a record for each of its pages."""
+        ...
+
+    @property
+    def needs_browser(self) -> bool:
+        """Whether it runs only in a live page (validation rejects it in an http phase)."""
+        ...
+
+    def check(self, site: NodeSite) -> None:
+        """Add to ``site.found`` every semantic problem of this node where it stands (the
+        engine's is judged by the caller, from ``needs_browser``)."""
+        ...
+
+
+class _Node(_Spec, frozen=True, tag_field="type", weakref=True):
+    """Base of the node specs: tagged by ``type``; weakly referenceable, so an implementation
+    can keep what it compiles from a spec exactly as long as the spec lives."""
+
+
+class ExtractNode(_Node, frozen=True, tag="extract"):
     """Adds fields to the page's record."""
 
     fields: Annotated[dict[NonEmptyStr, FieldSpec], Meta(min_length=1)]
 
+    @property
+    def emits_links(self) -> bool:
+        return False
 
-class ExtractLinksNode(_Spec, frozen=True, tag="extract_links", tag_field="type"):
+    @property
+    def link_marker(self) -> str | None:
+        return None
+
+    @property
+    def writes_records(self) -> bool:
+        return True
+
+    @property
+    def needs_browser(self) -> bool:
+        return False
+
+    def check(self, site: NodeSite) -> None:
+        check_fields(self.fields, f"{site.path}.fields", site.found)
+
+
+class ExtractLinksNode(_Node, frozen=True, tag="extract_links"):
     """Emits the links the matched elements point at."""
 
     selector: NonEmptyStr = "a[href]"
@@ -110,8 +205,27 @@ class ExtractLinksNode(_Spec, frozen=True, tag="extract_links", tag_field="type"
     marker: Marker | None = None
     limit: NonNegInt | None = None
 
+    @property
+    def emits_links(self) -> bool:
+        return True
 
-class FilterNode(_Spec, frozen=True, tag="filter", tag_field="type"):
+    @property
+    def link_marker(self) -> str | None:
+        return self.marker
+
+    @property
+    def writes_records(self) -> bool:
+        return False
+
+    @property
+    def needs_browser(self) -> bool:
+        return False
+
+    def check(self, site: NodeSite) -> None:
+        site.found.css(f"{site.path}.selector", self.selector)
+
+
+class FilterNode(_Node, frozen=True, tag="filter"):
     """Drops links emitted before it in the phase, unless they meet every condition given."""
 
     markers: list[Marker] | None = None
@@ -120,8 +234,37 @@ class FilterNode(_Spec, frozen=True, tag="filter", tag_field="type"):
     include: list[str] = []
     exclude: list[str] = []
 
+    @property
+    def emits_links(self) -> bool:
+        return False
 
-class ScriptNode(_Spec, frozen=True, tag="script", tag_field="type"):
+    @property
+    def link_marker(self) -> str | None:
+        return None
+
+    @property
+    def writes_records(self) -> bool:
+        return False
+
+    @property
+    def needs_browser(self) -> bool:
+        return False
+
+    def check(self, site: NodeSite) -> None:
+        """Its markers are emitted before it, its regexes parse, its depths are in order."""
+        found = site.found
+        for i, marker in enumerate(self.markers or ()):
+            if marker not in site.emitted:
+                found.add(
+                    f"{site.path}.markers[{i}]",
+                    f"no node before this filter emits marker {marker!r} " + site.unemitted(marker),
+                )
+        found.regexes(f"{site.path}.include", self.include)
+        found.regexes(f"{site.path}.exclude", self.exclude)
+        found.depths(site.path, self.min_depth, self.max_depth)
+
+
+class ScriptNode(_Node, frozen=True, tag="script"):
     """Runs JavaScript in the live page (browser engine only): a record value or links."""
 
     code: NonEmptyStr
@@ -130,6 +273,35 @@ class ScriptNode(_Spec, frozen=True, tag="script", tag_field="type"):
     marker: Marker | None = None
     limit: NonNegInt | None = None
     timeout_s: PosFloat = 5.0
+
+    @property
+    def emits_links(self) -> bool:
+        return self.emit == "links"
+
+    @property
+    def link_marker(self) -> str | None:
+        return self.marker if self.emit == "links" else None
+
+    @property
+    def writes_records(self) -> bool:
+        return self.emit == "value"
+
+    @property
+    def needs_browser(self) -> bool:
+        return True
+
+    def check(self, site: NodeSite) -> None:
+        """``as`` with ``emit: value`` and only there; ``marker`` and ``limit`` only with
+        ``emit: links``."""
+        path, found = site.path, site.found
+        if self.emit == "value":
+            if self.as_ is None:
+                found.add(f"{path}.as", "required when emit is value (the record key)")
+            for name, value in (("marker", self.marker), ("limit", self.limit)):
+                if value is not None:
+                    found.add(f"{path}.{name}", "only allowed with emit: links")
+        elif self.as_ is not None:
+            found.add(f"{path}.as", "only allowed with emit: value")
 
 
 NodeSpec = ExtractNode | ExtractLinksNode | FilterNode | ScriptNode
@@ -194,9 +366,6 @@ class Workflow(_Spec, frozen=True):
         return phase.engine or self.engine
 
     def has_records(self, phase: Phase) -> bool:
-        """Whether pages of this phase write a record: it has an extract node, or a
-        script node with ``emit: value`` (docs/workflows.md, "Records")."""
-        return any(
-            isinstance(n, ExtractNode) or (isinstance(n, ScriptNode) and n.emit == "value")
-            for n in phase.nodes
-        )
+        """Whether pages of this phase write a record: one of its nodes writes one (an
+        extract node, a script node with ``emit: value``; docs/workflows.md, "Records")."""
+        return any(node.writes_records for node in phase.nodes)
