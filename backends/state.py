@@ -1,7 +1,10 @@
-"""The StateStore port: the control plane's record.
+"""The StateStore ports: the control plane's record, in five roles.
 
-Workflows and their versions, executions and their status, the task counters that decide
-completion, failures, and the manifest of output objects.
+``WorkflowStore`` (workflows and their versions), ``ExecutionStore`` (executions and their
+status), ``KeyStore`` (API keys), ``TaskLedger`` (the task counters that decide completion,
+failures, leases) and ``OutputStore`` (the manifest of output objects). ``StateStore`` is all
+five, which is what each backend implements; code takes the narrowest role it needs, so a
+backend for one role alone (a task ledger elsewhere, say) fits where only that role is used.
 
 Completion rests on two idempotent operations. ``add_tasks`` registers the keys of tasks
 about to be published (a key at most once); ``finish_tasks`` records their outcome, and only
@@ -206,10 +209,13 @@ class KeyCheck(_Record, frozen=True):
     refused: KeyRefusal | None = None
 
 
-class StateStore(abc.ABC):
-    """Workflows, executions, task counters, failures and outputs."""
+class _Closable(abc.ABC):  # noqa: B024 - a mixin of the role ports, no abstract method
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
 
-    # -- workflows
+
+class WorkflowStore(_Closable):
+    """Workflows and their versions, per tenant."""
 
     @abc.abstractmethod
     async def put_workflow(self, tenant: str, name: str, source_text: str, spec_json: str) -> int:
@@ -230,7 +236,9 @@ class StateStore(abc.ABC):
     async def delete_workflow(self, tenant: str, name: str) -> bool:
         """Delete every version; False if there was none. Executions are kept."""
 
-    # -- executions
+
+class ExecutionStore(_Closable):
+    """Executions and their status."""
 
     @abc.abstractmethod
     async def create_execution(self, execution: Execution) -> None:
@@ -271,7 +279,9 @@ class StateStore(abc.ABC):
         False, and nothing recorded, when it has that many. InvalidInputError if its id
         exists."""
 
-    # -- API keys
+
+class KeyStore(_Closable):
+    """The orchestrator's API keys, by hash."""
 
     @abc.abstractmethod
     async def create_api_key(
@@ -310,7 +320,11 @@ class StateStore(abc.ABC):
         """Revoke the key with this public id at once and return it (revoking it again
         keeps the first revocation time); None if there is no such key."""
 
-    # -- tasks
+
+class TaskLedger(_Closable):
+    """The tasks of executions: registration (and the queue window), results and the
+    counters that decide completion, failures, warnings; and what the reconciler, the stall
+    check and a cancel need (leases, reclaiming, freezing, claims)."""
 
     async def add_tasks(
         self,
@@ -390,7 +404,7 @@ class StateStore(abc.ABC):
         A store that keeps none returns []."""
         return []
 
-    # -- reconciling, stalls and cancels (see worker/reconcile.py)
+    # reconciling, stalls and cancels (see worker/reconcile.py)
 
     @abc.abstractmethod
     async def lease_tasks(self, execution_id: str, keys: Sequence[str], until: datetime) -> int:
@@ -436,7 +450,9 @@ class StateStore(abc.ABC):
     async def last_claimed(self, name: str) -> datetime | None:
         """When the named claim was last taken or renewed, or None."""
 
-    # -- outputs
+
+class OutputStore(_Closable):
+    """The manifest of an execution's output objects."""
 
     @abc.abstractmethod
     async def add_output(self, execution_id: str, output: OutputObject) -> None:
@@ -446,8 +462,10 @@ class StateStore(abc.ABC):
     async def outputs(self, execution_id: str) -> list[OutputObject]:
         """The manifest, by path."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
+
+class StateStore(WorkflowStore, ExecutionStore, KeyStore, TaskLedger, OutputStore):
+    """Every role at once: the control plane's record as one backend (Postgres, memory or
+    SQLite) keeps it. Code that needs one role takes that role's port."""
 
 
 def nest_funnel(counts: Iterable[tuple[str, int]]) -> dict[str, dict[str, int]]:
