@@ -1,6 +1,6 @@
 """Helpers for the crawl tests: small workflows, an embedded run with a deadline, its export.
 
-A crawl here is the real embedded runtime (``worker.embedded.run_embedded``) over the real
+A crawl here is the real embedded run (``trawl.embedded.run_embedded``) over the real
 fetchers and robots.txt cache that ``trawl run`` builds (``trawl.embedded.open_fetchers``);
 only the workflow is made up for the test.
 """
@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trawl.embedded import open_fetchers
+from trawl.embedded import RunResult, open_fetchers, run_embedded
 from trawl.settings import Settings
-from worker.embedded import RunResult, run_embedded
 from workflows import Workflow, validate_data
 
 # One phase that records each page's h1 and follows every link.

@@ -13,8 +13,6 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 
-import msgspec
-
 from backends.gcp.gcs import GcsBlobStore, make_storage_client
 from backends.gcp.pubsub import PubSubTaskQueue
 from backends.postgres import PostgresStateStore
@@ -22,7 +20,7 @@ from backends.redis import RedisRateLimiter, RedisSeenSet
 from backends.state import Execution, StateStore
 from trawl.settings import Settings
 from worker.assemble import Ports
-from worker.start import start_execution
+from worker.start import start_execution, store_workflow
 from workflows.spec import Workflow
 
 FLOW_CONTROL_FACTOR = 8
@@ -101,7 +99,7 @@ async def submit(
     source_text: str = "",
     params: dict[str, object] | None = None,
 ) -> Execution:
-    """Store ``workflow`` as a new version and start an execution of it."""
-    spec_json = msgspec.json.encode(workflow).decode()
-    version = await ports.state.put_workflow(tenant, workflow.name, source_text, spec_json)
+    """Store ``workflow`` as a new version and start an execution of it
+    (``worker/start.py``, as the orchestrator and ``trawl run`` do)."""
+    version = await store_workflow(ports.state, tenant, workflow, source_text)
     return await start_execution(ports, workflow, tenant=tenant, version=version, params=params)

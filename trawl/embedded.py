@@ -1,4 +1,12 @@
-"""Composition root of the embedded shape: fetchers, robots.txt, and ``trawl run`` itself."""
+"""Composition root of the embedded shape: ``trawl run`` and the engines of ``trawl preview``.
+
+It picks what an embedded crawl runs over: the memory adapters journaled to a SQLite file
+per execution (``backends.sqlite``, so an interrupted run can be resumed), a rate limiter of
+its own and a local directory for the outputs; opens the engines (``worker/engines.py``)
+behind the SSRF guard of a user's own machine; starts the execution (``worker/start.py``)
+or resumes the newest unfinished one; and hands the rest to the runtime
+(``worker/embedded.py``), which runs until the execution completes or a stop arrives.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +14,43 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
+import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import aiohttp
-from rich.console import Console
+import msgspec
 
-from backends.clock import SystemClock
-from backends.errors import TrawlError
+from backends.clock import Clock, SystemClock
+from backends.errors import InvalidInputError
 from backends.fetcher import Fetcher
-from trawl.progress import ProgressDisplay, summary_table
+from backends.local import LocalBlobStore
+from backends.memory import MemoryRateLimiter, MemorySeenSet, MemoryStateStore, MemoryTaskQueue
+from backends.queue import TaskQueue
+from backends.ratelimit import RateLimiter, RatePolicy
+from backends.seen import SeenSet
+from backends.sqlite import RunStore, StoreBusy, find_runs, open_run, state_file
+from backends.state import Execution, ExecutionStatus, Progress, StateStore
+from trawl.progress import ProgressDisplay
 from trawl.settings import Settings
-from worker.embedded import RunResult, run_embedded
-from worker.export import describe_warnings
-from worker.fetchers.browser import BrowserFetcher
-from worker.fetchers.http import HttpFetcher, get_following_redirects, guarded_connector
+from worker.assemble import Assembly, Ports
+from worker.context import ExecutionContext
+from worker.embedded import ProgressCallback, assemble_embedded, run_until_complete
+from worker.engines import open_engines
+from worker.export import ExportResult
 from worker.netguard import NetGuard
-from worker.robots import RobotsCache, RobotsFetch
+from worker.robots import RobotsCache
+from worker.start import publish_start_urls, start_execution, store_workflow
+from worker.telemetry import Telemetry
 from workflows.spec import Workflow
 
+TENANT = "local"
+# Nothing else runs these tasks: a delivery is only redelivered when handed back.
+ACK_DEADLINE_S = 3600.0
 ALLOW_PRIVATE_ENV = "TRAWL_ALLOW_PRIVATE_NETWORKS"
 STOPPING_NOTE = "stopping: finishing the pages in flight (Ctrl-C again to stop at once)"
 _TRUE = frozenset({"1", "true", "yes", "on"})
-
-
-def uses_browser(workflow: Workflow) -> bool:
-    return any(workflow.engine_of(p) == "browser" for p in workflow.phases)
 
 
 def embedded_guard(environ: Mapping[str, str] | None = None) -> NetGuard:
@@ -42,35 +59,6 @@ def embedded_guard(environ: Mapping[str, str] | None = None) -> NetGuard:
     (``0``, ``false``...) in the environment (default: os.environ)."""
     raw = (os.environ if environ is None else environ).get(ALLOW_PRIVATE_ENV, "").strip()
     return NetGuard(allow_private=not raw or raw.lower() in _TRUE)
-
-
-def robots_fetch(
-    session: aiohttp.ClientSession, timeout_s: float = 10.0, guard: NetGuard | None = None
-) -> RobotsFetch:
-    """A robots.txt fetch over ``session``: (status, text), at most 512 KiB (RFC 9309).
-    Redirects are followed hop by hop through ``guard`` (default: allow all); a refused
-    address is an OSError, so the robots.txt counts as unreachable."""
-    guard = guard if guard is not None else NetGuard.allow_all()
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-    async def fetch(url: str, user_agent: str) -> tuple[int, str]:
-        try:
-            resp = await get_following_redirects(
-                session,
-                url,
-                guard,
-                headers={"User-Agent": user_agent},
-                timeout_s=timeout_s,
-                max_redirects=10,
-                client_timeout=timeout,
-            )
-            async with resp:
-                body = await resp.content.read(512 * 1024)
-                return resp.status, body.decode("utf-8", errors="replace")
-        except (aiohttp.ClientError, TrawlError) as exc:
-            raise OSError(str(exc)) from exc
-
-    return fetch
 
 
 @contextlib.asynccontextmanager
@@ -83,37 +71,215 @@ async def open_fetchers(
 ) -> AsyncIterator[tuple[dict[str, Fetcher], RobotsCache]]:
     """The fetchers a workflow needs (the browser only if a phase uses it) and robots.txt,
     all behind ``guard``; None: ``embedded_guard()``, the policy of ``trawl run``."""
-    if guard is None:
-        guard = embedded_guard()
-    async with contextlib.AsyncExitStack() as stack:
-        http = HttpFetcher(guard=guard)
-        await http.start()
-        stack.push_async_callback(http.close)
-        fetchers: dict[str, Fetcher] = {"http": http}
-        if uses_browser(workflow):
-            browser = BrowserFetcher(
-                executable_path=settings.chromium(),
-                restart_after_pages=browser_restart_after,
-                guard=guard,
-            )
-            await browser.start()
-            stack.push_async_callback(browser.close)
-            fetchers["browser"] = browser
-        robots = await stack.enter_async_context(open_robots(guard))
-        yield fetchers, robots
+    async with open_engines(
+        guard if guard is not None else embedded_guard(),
+        workflow=workflow,
+        chromium_path=settings.chromium(),
+        browser_restart_after=browser_restart_after,
+    ) as engines:
+        yield engines
 
 
-@contextlib.asynccontextmanager
-async def open_robots(guard: NetGuard | None = None) -> AsyncIterator[RobotsCache]:
-    """A robots.txt cache over its own HTTP session, behind ``guard`` (default: allow all)."""
-    guard = guard if guard is not None else NetGuard.allow_all()
-    session = aiohttp.ClientSession(
-        connector=guarded_connector(guard), cookie_jar=aiohttp.DummyCookieJar()
-    )
+@dataclass(slots=True)
+class RunResult:
+    """An embedded run that ended: the execution, its counts, its export (None when none
+    was written) and the output directory the export's paths are relative to."""
+
+    execution: Execution
+    progress: Progress
+    export: ExportResult | None
+    out_dir: Path
+
+
+async def run_embedded(
+    workflow: Workflow,
+    *,
+    out_dir: Path,
+    fetchers: Mapping[str, Fetcher],
+    robots: RobotsCache,
+    source_text: str = "",
+    concurrency: int = 16,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress_interval_s: float = 0.5,
+    telemetry: Telemetry | None = None,
+    persist: bool = True,
+    resume: bool = False,
+    limiter: RateLimiter | None = None,
+    host_policy: RatePolicy | None = None,
+) -> RunResult:
+    """Crawl ``workflow`` to completion (or until ``stop``), writing under ``out_dir``.
+
+    With ``persist`` the execution's state (seen set, queued tasks, counters) is kept in
+    ``<out_dir>/<execution>/state.db`` as the crawl goes; ``resume`` continues the newest
+    unfinished execution in ``out_dir`` from that file (ResumeError if there is none, or if
+    it ran a different workflow). ``limiter`` (default: this run's own) and ``host_policy``
+    let several runs share per-host permits and a ceiling per host across all of them."""
+    clock = clock or SystemClock()
+    telemetry = telemetry or Telemetry.create()
+    store = await open_store(workflow, out_dir, clock, persist=persist, resume=resume)
     try:
-        yield RobotsCache(robots_fetch(session, guard=guard), SystemClock())
+        ports = Ports(
+            queue=store.queue,
+            seen=store.seen,
+            limiter=limiter or MemoryRateLimiter(clock),
+            state=store.state,
+            blobs=LocalBlobStore(out_dir),
+        )
+        stages = assemble_embedded(
+            ports,
+            fetchers=fetchers,
+            robots=robots,
+            clock=clock,
+            concurrency=concurrency,
+            telemetry=telemetry,
+            host_policy=host_policy,
+        )
+        await _begin(
+            store, stages, workflow, source_text=source_text, clock=clock, telemetry=telemetry
+        )
+        ended = await run_until_complete(
+            stages,
+            store.execution_id,
+            clock=clock,
+            stop=stop or asyncio.Event(),
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+        )
     finally:
-        await session.close()
+        await store.close()
+    return RunResult(ended.execution, ended.progress, ended.export, out_dir)
+
+
+async def _begin(
+    store: EmbeddedStore,
+    stages: Assembly,
+    workflow: Workflow,
+    *,
+    source_text: str,
+    clock: Clock,
+    telemetry: Telemetry,
+) -> None:
+    """Start the store's new execution, or go on with the resumed one: its start URLs that
+    are neither queued nor finished yet are published (all of them, unless resuming)."""
+    if store.resumed is None:
+        version = await store_workflow(stages.ports.state, TENANT, workflow, source_text)
+        await start_execution(
+            stages.ports,
+            workflow,
+            tenant=TENANT,
+            version=version,
+            clock=clock,
+            execution_id=store.execution_id,
+            stages=stages,
+            telemetry=telemetry,
+        )
+        store.save()  # the run can be found (and resumed) from now on
+        return
+    ctx = ExecutionContext.build(store.resumed, workflow)
+    stages.contexts.put(ctx)
+    await publish_start_urls(
+        ctx,
+        stages.frontier,
+        stages.completion,
+        skip=store.queued_or_finished,
+        telemetry=telemetry,
+    )
+
+
+class ResumeError(InvalidInputError):
+    """``--resume`` found nothing to resume, or a run of another workflow."""
+
+    error_class = "resume"
+
+
+@dataclass(slots=True)
+class EmbeddedStore:
+    """The adapters of one embedded execution: a new one, or (``resumed``) one that runs
+    again, with the keys of the tasks it already queued or finished."""
+
+    execution_id: str
+    state: StateStore
+    seen: SeenSet
+    queue: TaskQueue
+    run: RunStore | None = None
+    resumed: Execution | None = None
+    queued_or_finished: frozenset[str] = frozenset()
+
+    def save(self) -> None:
+        """Write what the store file holds so far to disk."""
+        if self.run is not None:
+            self.run.db.flush()
+
+    async def close(self) -> None:
+        if self.run is not None:
+            await self.run.close()
+
+
+async def open_store(
+    workflow: Workflow,
+    out_dir: Path,
+    clock: Clock,
+    *,
+    persist: bool = True,
+    resume: bool = False,
+) -> EmbeddedStore:
+    """The adapters of a new execution of ``workflow`` (in memory, or in a store file with
+    ``persist``), or with ``resume`` those of the newest unfinished one in ``out_dir``,
+    running again."""
+    if resume:
+        return await _resume(workflow, out_dir, clock)
+    execution_id = uuid.uuid4().hex
+    if not persist:
+        queue = MemoryTaskQueue(clock, ack_deadline_s=ACK_DEADLINE_S)
+        return EmbeddedStore(execution_id, MemoryStateStore(), MemorySeenSet(), queue)
+    run = await open_run(state_file(out_dir, execution_id), clock, ack_deadline_s=ACK_DEADLINE_S)
+    return EmbeddedStore(execution_id, run.state, run.seen, run.queue, run)
+
+
+async def _resume(workflow: Workflow, out_dir: Path, clock: Clock) -> EmbeddedStore:
+    unfinished = [r for r in find_runs(out_dir) if r.status != "completed"]
+    if not unfinished:
+        raise ResumeError(
+            f"--resume: no unfinished run in {out_dir} (run without --resume to start one)"
+        )
+    found = unfinished[0]
+    try:
+        run = await open_run(found.path, clock, ack_deadline_s=ACK_DEADLINE_S)
+    except StoreBusy as error:
+        raise ResumeError(f"--resume: {error}") from None
+    try:
+        execution = await _continue(run.state, found.execution_id, workflow, found.path.parent)
+        finished = run.state.finished_keys(execution.id)
+        await run.queue.restore(keep=lambda task: task.url not in finished)
+        keys = finished | {task.url for task in run.queue.queued_tasks()}
+    except BaseException:
+        await run.close()
+        raise
+    return EmbeddedStore(
+        execution.id, run.state, run.seen, run.queue, run, execution, frozenset(keys)
+    )
+
+
+async def _continue(
+    state: StateStore, execution_id: str, workflow: Workflow, where: Path
+) -> Execution:
+    """The stored execution, running again, if it ran this very ``workflow``."""
+    execution = await state.get_execution(execution_id)
+    assert execution is not None
+    stored = await state.get_workflow(TENANT, execution.workflow, execution.workflow_version)
+    spec_json = msgspec.json.encode(workflow).decode()
+    if stored is None or stored.spec_json != spec_json:
+        raise ResumeError(
+            f"--resume: {where} is a run of a different workflow "
+            f"({execution.workflow!r} as it was then); run without --resume to start anew"
+        )
+    resumable: set[ExecutionStatus] = {"pending", "running", "cancelled", "failed"}
+    await state.transition(execution_id, "running", from_statuses=resumable)
+    execution = await state.get_execution(execution_id)
+    assert execution is not None
+    return execution
 
 
 async def crawl(
@@ -166,24 +332,3 @@ async def crawl(
         if installed:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
-
-
-def print_summary(result: RunResult, elapsed_s: float, stream: TextIO | None = None) -> None:
-    console = Console(file=stream or sys.stderr, highlight=False)
-    console.print(summary_table(result.progress, elapsed_s, result.execution.status))
-    p = result.progress
-    if p.failures_by_class:
-        failures = ", ".join(f"{k} {v}" for k, v in sorted(p.failures_by_class.items()))
-        console.print(f"failures: {failures}")
-    if p.warnings:
-        examples = result.export.warning_examples if result.export is not None else []
-        console.print("warnings: " + describe_warnings(p.warnings, examples), soft_wrap=True)
-    if result.export is not None:
-        records_file = result.out_dir / result.export.export_path
-        console.print(f"records: {result.export.records} in {records_file}", soft_wrap=True)
-        console.print(f"summary: {result.out_dir / result.export.summary_path}", soft_wrap=True)
-        if result.export.failures:
-            failures_file = result.out_dir / result.export.failures_path
-            console.print(
-                f"failed pages: {result.export.failures} in {failures_file}", soft_wrap=True
-            )

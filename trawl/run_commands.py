@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backends.errors import TrawlError
 from trawl.cli_common import (
@@ -25,7 +25,7 @@ from workflows import Workflow
 from workflows.urls import BadUrl, canonicalize
 
 if TYPE_CHECKING:
-    from worker.embedded import RunResult
+    from trawl.embedded import RunResult
 
 EXIT_INTERRUPTED = 130
 EXIT_NOT_COMPLETED = 3
@@ -69,9 +69,8 @@ def _workflow_with_engine(args: argparse.Namespace) -> Workflow:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The embedded default: the whole crawl, a live progress line, a summary table."""
-    from trawl.embedded import crawl, print_summary
+    from trawl.embedded import ResumeError, crawl
     from trawl.settings import load_settings
-    from worker.embedded import ResumeError
 
     workflow = _workflow_with_engine(args)
     print_warnings(start_url_warnings(workflow))
@@ -109,6 +108,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     if reason:
         print(f"trawl: {reason}", file=sys.stderr)
     return code
+
+
+def print_summary(result: RunResult, elapsed_s: float, stream: TextIO | None = None) -> None:
+    """The summary table of a finished run, its failures and warnings, and where its
+    records, summary and failed pages are (stderr by default)."""
+    from rich.console import Console
+
+    from trawl.progress import summary_table
+    from worker.export import describe_warnings
+
+    console = Console(file=stream or sys.stderr, highlight=False)
+    console.print(summary_table(result.progress, elapsed_s, result.execution.status))
+    p = result.progress
+    if p.failures_by_class:
+        failures = ", ".join(f"{k} {v}" for k, v in sorted(p.failures_by_class.items()))
+        console.print(f"failures: {failures}")
+    if p.warnings:
+        examples = result.export.warning_examples if result.export is not None else []
+        console.print("warnings: " + describe_warnings(p.warnings, examples), soft_wrap=True)
+    if result.export is not None:
+        records_file = result.out_dir / result.export.export_path
+        console.print(f"records: {result.export.records} in {records_file}", soft_wrap=True)
+        console.print(f"summary: {result.out_dir / result.export.summary_path}", soft_wrap=True)
+        if result.export.failures:
+            failures_file = result.out_dir / result.export.failures_path
+            console.print(
+                f"failed pages: {result.export.failures} in {failures_file}", soft_wrap=True
+            )
 
 
 def run_verdict(result: RunResult) -> tuple[int, str | None]:

@@ -1,17 +1,23 @@
 """Starting an execution: create it, move it to running, publish its start URLs.
 
-Shared by ``trawl submit`` and the orchestrator's ``POST /v1/workflows/{name}/executions``,
-so both publish exactly the same first tasks.
+The one way an execution starts, whoever starts it: ``trawl run`` (over the stages it is
+about to run), ``trawl submit`` and the orchestrator's ``POST /v1/workflows/{name}/executions``
+(over the deployment's ports), so every shape publishes exactly the same first tasks.
+``publish_start_urls`` is also what a resumed ``trawl run`` goes on with.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Container
+
+import msgspec
 
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
-from backends.state import Execution
-from worker.assemble import Ports
+from backends.state import Execution, StateStore
+from backends.task import Task
+from worker.assemble import Assembly, Ports
 from worker.completion import Completion
 from worker.context import ExecutionContext
 from worker.frontier import Frontier
@@ -28,6 +34,14 @@ class ActiveCapReached(Exception):
         self.cap = cap
 
 
+async def store_workflow(
+    state: StateStore, tenant: str, workflow: Workflow, source_text: str = ""
+) -> int:
+    """Store ``workflow`` (and the text it was read from) as a new version; its number."""
+    spec_json = msgspec.json.encode(workflow).decode()
+    return await state.put_workflow(tenant, workflow.name, source_text, spec_json)
+
+
 async def start_execution(
     ports: Ports,
     workflow: Workflow,
@@ -37,14 +51,22 @@ async def start_execution(
     params: dict[str, object] | None = None,
     max_active: int | None = None,
     clock: Clock | None = None,
+    execution_id: str | None = None,
+    stages: Assembly | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Execution:
     """Run ``workflow`` (stored as ``version``, with ``params['set']`` already applied) as a
-    new execution. One whose start URLs are all out of scope completes at once. With
-    ``max_active``, ActiveCapReached (and nothing created) when the tenant already has that
-    many pending or running executions, checked atomically with the creation."""
+    new execution, named ``execution_id`` (default: a fresh one); the running execution.
+    One whose start URLs are all out of scope completes at once.
+
+    With ``max_active``, ActiveCapReached (and nothing created) when the tenant already has
+    that many pending or running executions, checked atomically with the creation. With
+    ``stages`` (assembled over ``ports`` by the process about to run them) the start URLs go
+    through their frontier, their completion announces an execution that completes at once,
+    and their cache holds its context."""
     clock = clock or SystemClock()
     execution = Execution(
-        id=uuid.uuid4().hex,
+        id=execution_id or uuid.uuid4().hex,
         workflow=workflow.name,
         workflow_version=version,
         tenant=tenant,
@@ -61,9 +83,38 @@ async def start_execution(
     running = await ports.state.get_execution(execution.id)
     assert running is not None
     ctx = ExecutionContext.build(running, workflow)
-    starts = [d for d in map(ctx.rules.start, workflow.start_urls) if isinstance(d, Admit)]
-    with Telemetry.create().execution_span(running.id, workflow.name):
-        published = await Frontier(ports.seen, ports.state, ports.queue, clock).publish(ctx, starts)
-    if not published:
-        await Completion(ports.state, ports.blobs, clock).check(running.id)
+    if stages is None:
+        frontier = Frontier(ports.seen, ports.state, ports.queue, clock)
+        completion = Completion(ports.state, ports.blobs, clock)
+    else:
+        stages.contexts.put(ctx)
+        frontier, completion = stages.frontier, stages.completion
+    await publish_start_urls(ctx, frontier, completion, telemetry=telemetry)
     return running
+
+
+async def publish_start_urls(
+    ctx: ExecutionContext,
+    frontier: Frontier,
+    completion: Completion,
+    *,
+    skip: Container[str] = frozenset(),
+    telemetry: Telemetry | None = None,
+) -> list[Task]:
+    """Publish the start URLs of ``ctx``'s workflow that its scope admits, but for the
+    canonical URLs in ``skip`` (those a resumed run already queued or finished); the tasks
+    published. When none is, the execution is asked whether it is complete: one with
+    nothing to crawl (every start URL out of scope, nothing left of a resumed run)
+    completes at once, its export holding what there is."""
+    workflow = ctx.workflow
+    starts = [
+        d
+        for d in map(ctx.rules.start, workflow.start_urls)
+        if isinstance(d, Admit) and d.url not in skip
+    ]
+    telemetry = telemetry or Telemetry.create()
+    with telemetry.execution_span(ctx.execution.id, workflow.name):
+        published = await frontier.publish(ctx, starts) if starts else []
+    if not published:
+        await completion.check(ctx.execution.id)
+    return published

@@ -22,9 +22,8 @@ from nodes.chain import run_chain
 from nodes.context import NodeContext
 from nodes.script import ScriptTimeout
 from tests.crawling import make_workflow, pages, read_export
-from trawl.embedded import open_fetchers
+from trawl.embedded import open_fetchers, run_embedded
 from trawl.settings import Settings
-from worker.embedded import run_embedded
 from worker.fetchers.browser import BrowserFetcher
 from worker.fetchers.http import HttpFetcher
 from worker.netguard import BlockedAddressError, NetGuard

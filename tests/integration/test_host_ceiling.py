@@ -17,9 +17,8 @@ from tests.crawling import make_workflow, pages, read_export
 from tests.integration.test_politeness import busiest_second
 from tests.services.redis import redis_client, redis_prefix, redis_url
 from tests.site import SiteServer
-from trawl.embedded import open_fetchers
+from trawl.embedded import RunResult, open_fetchers, run_embedded
 from trawl.settings import Settings, load_settings
-from worker.embedded import RunResult, run_embedded
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 __all__ = ["redis_client", "redis_prefix", "redis_url"]  # fixtures used by name

@@ -28,9 +28,9 @@ from backends.errors import TrawlError
 from backends.fetcher import Fetcher, FetchRequest
 from tests.crawling import FAST_POLITENESS, make_workflow, pages, read_export
 from tests.site import SiteServer
-from trawl.embedded import open_fetchers, open_robots
+from trawl.embedded import open_fetchers, run_embedded
 from trawl.settings import Settings
-from worker.embedded import run_embedded
+from worker.engines import open_robots
 from worker.fetchers.browser import BrowserFetcher
 from worker.fetchers.http import HttpFetcher
 from worker.netguard import BlockedAddressError, NetGuard

@@ -18,9 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.crawling import make_workflow
 from tests.site import SiteServer
-from trawl.embedded import open_fetchers
+from trawl.embedded import open_fetchers, run_embedded
 from trawl.settings import Settings
-from worker.embedded import run_embedded
 from worker.telemetry import Telemetry
 
 pytestmark = pytest.mark.integration

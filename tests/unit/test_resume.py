@@ -44,9 +44,8 @@ from examples.aqua.generate import build_site
 from examples.aqua.server import make_app
 from tests.site import SiteServer
 from trawl.cli import main
-from trawl.embedded import STOPPING_NOTE, open_fetchers
+from trawl.embedded import STOPPING_NOTE, ResumeError, RunResult, open_fetchers, run_embedded
 from trawl.settings import Settings
-from worker.embedded import ResumeError, RunResult, run_embedded
 from workflows import Workflow, load_workflow_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -431,3 +430,27 @@ async def test_a_restored_queue_drops_what_keep_refuses(tmp_path: Path) -> None:
     db = SqliteDb(path)
     assert len(db.query("SELECT id FROM queue")) == 2  # the refused one is gone for good
     db.close()
+
+
+async def test_the_store_file_brings_back_held_and_released_tasks(tmp_path: Path) -> None:
+    clock = FakeClock()
+    db = SqliteDb(tmp_path / "state.db")
+    state = await SqliteStateStore.open(db, clock)
+    keys = ["a", "b", "c", "d"]
+    await state.register_tasks("e1", keys, payloads=[k.upper() for k in keys], window=2)
+    await state.finish_tasks(
+        "e1", [TaskResult(key="a", url="a", phase="x", depth=1, outcome="succeeded")]
+    )
+    assert await state.release_tasks("e1", window=2) == ["C"]
+    db.close()
+
+    db = SqliteDb(tmp_path / "state.db")
+    state = await SqliteStateStore.open(db, clock)
+    try:
+        assert await state.release_tasks("e1", window=2) == []  # b and c fill the window
+        await state.finish_tasks(
+            "e1", [TaskResult(key="b", url="b", phase="x", depth=1, outcome="succeeded")]
+        )
+        assert await state.release_tasks("e1", window=2) == ["D"]
+    finally:
+        db.close()
