@@ -8,8 +8,6 @@ import time
 from datetime import datetime
 from typing import Any, TextIO
 
-import msgspec
-
 from backends.blobs import BlobNotFound, BlobStore
 from backends.clock import SystemClock
 from backends.errors import InvalidInputError
@@ -19,7 +17,8 @@ from worker.completion import Completion
 from worker.export_read import write_export
 from worker.paths import export_path
 from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, reconcile, settle_cancel
-from worker.stall import OK, Health, health_of
+from worker.report import OK, ExecutionReport, Health
+from worker.stall import health_of
 
 FINAL = ("completed", "cancelled", "failed")
 POLL_S = 1.0
@@ -28,23 +27,10 @@ POLL_S = 1.0
 def report(
     execution: Execution, progress: Progress, health: Health = OK, *, settled: bool = True
 ) -> dict[str, Any]:
-    """The status of an execution as the command prints it (and as JSON). ``settled``: a
-    cancelled execution's counters are frozen and its export written."""
-    return {
-        "execution_id": execution.id,
-        "workflow": execution.workflow,
-        "workflow_version": execution.workflow_version,
-        "status": execution.status,
-        "error": execution.error,
-        "pages": progress.pages(),
-        "records": progress.records,
-        "by_phase": progress.by_phase,
-        "by_marker": progress.by_marker,
-        "failures_by_class": progress.failures_by_class,
-        "warnings": progress.warnings,
-        "health": msgspec.to_builtins(health),
-        "settled": settled,
-    }
+    """The status of an execution as the command prints it (and as JSON): the status view
+    of its report (worker/report.py). ``settled``: a cancelled execution's counters are
+    frozen and its export written."""
+    return ExecutionReport.of(execution, progress, health=health, settled=settled).status_view()
 
 
 async def status(

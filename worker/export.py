@@ -4,11 +4,13 @@ Part files may hold a record twice: a redelivered task writes it again, and afte
 its seen-set a URL still in flight can be published again from a deeper page. The record key
 (execution_id, canonical url, phase) decides; of its copies the one with the lowest depth
 wins (the shortest path to the page, which a crawl without faults records), then the first
-read. Records are
-sorted by phase and URL so two exports of the same crawl can be diffed line by line.
+read. A copy is kept as the bytes the sink wrote (a ``Record``, worker/records.py); only its
+key and depth are decoded. Records are sorted by phase and URL so two exports of the same
+crawl can be diffed line by line.
 
 Beside them, failures.jsonl names every task that failed for good (URL, phase, error class,
-message, attempts), oldest first, read from the store a page at a time; summary.json names
+message, attempts), oldest first, read from the store a page at a time; summary.json is
+the execution's report (worker/report.py) as it stands once the export is written, naming
 the fields behind the warnings, each with a few example URLs.
 """
 
@@ -19,10 +21,11 @@ from typing import Any
 import msgspec
 
 from backends.blobs import BlobStore
-from backends.state import Execution, Failure, OutputObject, Progress, StateStore, WarningExample
+from backends.state import Execution, Failure, OutputObject, StateStore, WarningExample
 from worker.paths import export_path, failures_path, parts_prefix, summary_path
+from worker.records import KEY_DECODER
+from worker.report import ExecutionReport
 
-_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
@@ -47,16 +50,14 @@ async def build_export(blobs: BlobStore, state: StateStore, execution: Execution
         for line in data.splitlines():
             if not line.strip():
                 continue
-            record = _decoder.decode(line)
-            key = (str(record.get("phase")), str(record.get("url")))
-            depth = record.get("depth")
-            rank = depth if isinstance(depth, int) else 1 << 30
+            record = KEY_DECODER.decode(line)
+            key = (record.phase, record.url)
             kept = by_key.get(key)
             if kept is not None:
                 duplicates += 1
-                if kept[0] <= rank:
+                if kept[0] <= record.depth:
                     continue
-            by_key[key] = (rank, line)
+            by_key[key] = (record.depth, line)
     body = b"".join(by_key[k][1] + b"\n" for k in sorted(by_key))
     records_path = export_path(execution_id)
     await blobs.write(records_path, body)
@@ -68,9 +69,13 @@ async def build_export(blobs: BlobStore, state: StateStore, execution: Execution
     failures = await _write_failures(blobs, state, execution_id, failures_file)
     progress = await state.progress(execution_id)
     examples = await state.warning_examples(execution_id)
-    summary = _summary(execution, progress, len(by_key), duplicates)
-    summary["warning_examples"] = msgspec.to_builtins(examples)
-    summary_body = msgspec.json.format(_encoder.encode(summary), indent=2) + b"\n"
+    report = msgspec.structs.replace(
+        ExecutionReport.of(execution, progress),
+        records=len(by_key),
+        duplicate_records_dropped=duplicates,
+        warning_examples=examples,
+    )
+    summary_body = msgspec.json.format(_encoder.encode(report.summary_view()), indent=2) + b"\n"
     summary_file = summary_path(execution_id)
     await blobs.write(summary_file, summary_body)
     await state.add_output(
@@ -120,27 +125,6 @@ def describe_warnings(warnings: dict[str, int], examples: list[WarningExample]) 
         )
         parts.append(f"{kind} {count}" + (f" ({fields})" if fields else ""))
     return ", ".join(parts)
-
-
-def _summary(
-    execution: Execution, progress: Progress, records: int, duplicates: int
-) -> dict[str, Any]:
-    return {
-        "execution_id": execution.id,
-        "workflow": execution.workflow,
-        "workflow_version": execution.workflow_version,
-        "status": execution.status,
-        "started_at": _iso(execution.started_at),
-        "finished_at": _iso(execution.finished_at),
-        "pages": progress.pages(),
-        "records": records,
-        "duplicate_records_dropped": duplicates,
-        "by_phase": progress.by_phase,
-        "by_marker": progress.by_marker,
-        "failures_by_class": progress.failures_by_class,
-        "warnings": progress.warnings,
-        "funnel": progress.funnel,  # "phase|marker" -> discovered, in_scope, new, fetched, ...
-    }
 
 
 def _iso(value: Any) -> str | None:

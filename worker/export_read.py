@@ -1,4 +1,5 @@
-"""Reading an export back: its lines in chunks, its records, and records flattened for CSV.
+"""Reading an export back: its lines in chunks, its records (``Record``,
+worker/records.py), and records flattened for CSV.
 
 ``trawl export`` and ``GET /v1/executions/{id}/records`` both stream through these, so a
 large export never sits in memory whole.
@@ -14,8 +15,7 @@ from typing import Any, TextIO
 import msgspec
 
 from backends.blobs import BlobStore
-
-_decoder = msgspec.json.Decoder()
+from worker.records import RECORD_DECODER, Record
 
 
 async def lines(blobs: BlobStore, path: str) -> AsyncIterator[bytes]:
@@ -31,9 +31,10 @@ async def lines(blobs: BlobStore, path: str) -> AsyncIterator[bytes]:
         yield rest
 
 
-async def records(blobs: BlobStore, path: str) -> AsyncIterator[dict[str, Any]]:
+async def records(blobs: BlobStore, path: str) -> AsyncIterator[Record]:
+    """The records of an export, in its order."""
     async for line in lines(blobs, path):
-        yield _decoder.decode(line)
+        yield RECORD_DECODER.decode(line)
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -63,9 +64,14 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
-def csv_row(record: dict[str, Any]) -> dict[str, Any]:
+def columns_of(record: Record) -> dict[str, Any]:
+    """One record as CSV columns, in its fields' order: ``data`` flattened, times as text."""
+    return flatten(msgspec.to_builtins(record))
+
+
+def csv_row(record: Record) -> dict[str, Any]:
     """One record as a CSV row: flattened, every text cell made safe."""
-    return {key: safe_cell(value) for key, value in flatten(record).items()}
+    return {key: safe_cell(value) for key, value in columns_of(record).items()}
 
 
 async def write_export(blobs: BlobStore, path: str, fmt: str, out: TextIO) -> int:
@@ -89,7 +95,7 @@ async def csv_chunks(
     the object: the header is every column any record has, in the order they first appear."""
     columns: dict[str, None] = {}
     async for record in records(blobs, path):
-        columns.update(dict.fromkeys(flatten(record)))
+        columns.update(dict.fromkeys(columns_of(record)))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()

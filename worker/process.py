@@ -1,42 +1,41 @@
-"""One task, from delivery to outcome: politeness, fetch, node chain, frontier.
+"""One task, from delivery to outcome, as named stages: robots.txt, politeness, fetch,
+nodes, frontier, record (worker/stages.py has the data they hand each other).
 
-Every error ends in exactly one of three places, decided here and nowhere else: a retry
-(nack with backoff), a failure recorded with its class, or a filtered task. Nothing is lost:
-an unexpected exception in a node is a recorded failure naming the exception, not a crash.
+Telemetry wraps the stages from here, a span per stage; the stages themselves neither
+measure nor catch. Every error ends in exactly one of four ways, looked up in the table of
+worker/endings.py: a hand-back (untried), a retry (nack with backoff), a failure recorded
+with its class, or a filtered task. Nothing is lost: an unexpected exception in a node is a
+recorded failure naming the exception, not a crash.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from typing import Any
 
-import msgspec
 from opentelemetry.trace import Span, StatusCode
 
 from backends.clock import Clock
-from backends.errors import PermanentError, RetryableError
+from backends.errors import PermanentError
 from backends.fetcher import Fetcher
 from backends.queue import Delivery
-from backends.ratelimit import Grant, RateLimiter, RatePolicy
-from backends.state import TaskResult, funnel_key
+from backends.ratelimit import RateLimiter, RatePolicy
+from backends.state import TaskResult
 from nodes.chain import run_chain
-from nodes.context import NodeContext
 from nodes.page import Page
-from nodes.script import ScriptEngineError, ScriptTimeout
-from worker.context import ExecutionCache, ExecutionContext
+from worker.context import ExecutionCache
+from worker.endings import Filtered, HandBack, ending_of
 from worker.frontier import Frontier
-from worker.outage import backend_of
+from worker.politeness import NO_PERMIT, Politeness, Wait
+from worker.records import Record
 from worker.retry import backoff_delay
 from worker.robots import RobotsCache
+from worker.stages import Extraction, Plan, build_record, succeeded, task_result
 from worker.telemetry import EXECUTION_ID, Telemetry
 from workflows.redact import redact_text
-from workflows.spec import NodeSpec
-from workflows.urls import host_key
+from workflows.spec import NodeSpec, Retries
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,8 @@ MAX_REMEMBERED_HANDBACKS = 100_000
 # A task whose own backends failed goes back to the queue after 1, 2, 4... seconds, at most
 # this long (its page retries are not touched: the page did not fail).
 BACKEND_HANDBACK_MAX_S = 30.0
+# Executions whose tasks are no longer crawled.
+_ENDED = ("cancelled", "completed", "failed")
 
 
 @dataclass(slots=True)
@@ -57,7 +58,7 @@ class Outcome:
 
     delivery: Delivery
     result: TaskResult
-    record: dict[str, Any] | None = None
+    record: Record | None = None
 
 
 class TaskProcessor:
@@ -74,18 +75,15 @@ class TaskProcessor:
         telemetry: Telemetry | None = None,
         host_policy: RatePolicy | None = None,
     ) -> None:
-        self._max_inline_wait_s = max_inline_wait_s
-        # The operator's ceiling per host across every execution and tenant (None: only
-        # each execution's own politeness applies, as in `trawl run`).
-        self._host_policy = host_policy
         self._t = telemetry or Telemetry.create()
         self._contexts = contexts
         self._fetchers = fetchers
-        self._limiter = limiter
+        self._politeness = Politeness(
+            limiter, clock, max_inline_wait_s=max_inline_wait_s, host_policy=host_policy
+        )
         self._robots = robots
         self._frontier = frontier
         self._clock = clock
-        self._stopping = asyncio.Event()
         # Deliveries of a task this process handed back untried (politeness, stopping), by
         # (execution, url). The queue's delivery_attempt counts every delivery; these are
         # not attempts at the page, so they must not use up its retries.
@@ -94,7 +92,7 @@ class TaskProcessor:
     def stop_waiting(self) -> None:
         """The worker is stopping: tasks waiting for a politeness permit are handed back to
         the queue at once instead of waiting on (they have not started)."""
-        self._stopping.set()
+        self._politeness.stop_waiting()
 
     async def process(self, delivery: Delivery) -> Outcome | None:
         """Run one delivery; None when it was handed back to the queue for later."""
@@ -110,6 +108,115 @@ class TaskProcessor:
         if outcome is not None:  # settled for good
             self._handbacks.pop((task.execution_id, task.url), None)
         return outcome
+
+    async def _process(self, delivery: Delivery) -> Outcome | None:
+        try:
+            ctx = await self._contexts.get(delivery.task.execution_id)
+        except PermanentError as exc:  # the execution or its workflow is gone
+            return await self._end(delivery, exc, None)
+        if ctx.execution.status in _ENDED:
+            return await self._end(delivery, Filtered("cancelled"), None)
+        try:
+            return await self._run(Plan.of(ctx, delivery.task), delivery)
+        except Exception as exc:
+            return await self._end(delivery, exc, ctx.workflow.retries)
+
+    # -- the stages, in order
+
+    async def _run(self, plan: Plan, delivery: Delivery) -> Outcome:
+        """Every stage of one task; one that ends it early raises (worker/endings.py)."""
+        task = plan.task
+        if plan.ctx.workflow.politeness.respect_robots_txt:
+            plan = await self._robots_stage(plan)
+        with self._t.stage("politeness"):
+            permit = await self._politeness.acquire(task.execution_id, task.url, plan.policy)
+        if isinstance(permit, Wait):
+            raise HandBack(permit.retry_after_s)
+        async with permit:
+            page = await self._fetch_and_nodes(plan)
+        with self._t.stage("frontier", links=len(page.links)):
+            funnel = await self._frontier.admit(plan.ctx, task, page.links)
+        record = build_record(plan, page)
+        return Outcome(delivery, succeeded(delivery, page, funnel, record), record)
+
+    async def _robots_stage(self, plan: Plan) -> Plan:
+        """Ask robots.txt once; the plan slowed to its Crawl-delay. Fetching it is a request
+        to the host like any other: it waits for the same permits."""
+        task, workflow = plan.task, plan.ctx.workflow
+        permit = NO_PERMIT
+        if self._robots.needs_fetch(task.url):
+            with self._t.stage("politeness"):
+                acquired = await self._politeness.acquire(
+                    task.execution_id, task.url, plan.ctx.policy
+                )
+            if isinstance(acquired, Wait):
+                raise HandBack(acquired.retry_after_s)
+            permit = acquired
+        async with permit:
+            with self._t.stage("robots"):
+                verdict = await self._robots.verdict(task.url, workflow.fetch.user_agent)
+        if not verdict.allowed:
+            raise Filtered("robots_txt")
+        return plan.slowed_to(verdict.slowed(plan.policy))
+
+    async def _fetch_and_nodes(self, plan: Plan) -> Extraction:
+        """Fetch the page and run the phase's nodes over it while it is open."""
+        fetched_at = self._clock.wall()
+        async with contextlib.AsyncExitStack() as stack:
+            with self._t.stage("fetch", engine=plan.engine) as fetch_span:
+                page = await stack.enter_async_context(
+                    self._fetchers[plan.engine].open(plan.request)
+                )
+                fetch_span.set_attribute("http.response.status_code", page.status)
+            self._observe_fetch(page, plan.engine)
+            with self._t.stage("nodes"):
+                around = self._node_span if self._t.tracing else None
+                nodes = await run_chain(plan.phase.nodes, page, plan.task.depth, around=around)
+            return Extraction.of(page.status, fetched_at, nodes)
+
+    # -- how a task ends
+
+    async def _end(
+        self, delivery: Delivery, exc: Exception, retries: Retries | None
+    ) -> Outcome | None:
+        """Settle a task that raised ``exc`` as the table in worker/endings.py says; None
+        when it went back to the queue. ``retries``: None where no retry can apply."""
+        task = delivery.task
+        ending = ending_of(exc)
+        if ending.kind == "filtered":
+            return Outcome(delivery, task_result(delivery, "filtered", ending.error_class))
+        handbacks = self._handbacks.get((task.execution_id, task.url), 0)
+        if ending.kind == "hand_back":
+            delay_s = ending.delay_s
+            if delay_s is None:  # Trawl's own backend, not the page: later each time
+                log.warning("%s; handing the task back", exc)
+                delay_s = min(BACKEND_HANDBACK_MAX_S, 2.0**handbacks)
+            await self._hand_back(delivery, delay_s)
+            return None
+        attempt = delivery.delivery_attempt - handbacks  # attempts at the page itself
+        if ending.kind == "retry" and retries is not None and attempt < retries.max_attempts:
+            await delivery.nack(backoff_delay(attempt, retries.backoff_s, ending.delay_s))
+            return None
+        if ending.unexpected:
+            log.error("task %s failed unexpectedly", task.url, exc_info=exc)
+        # The message goes to the failures table, failures.jsonl and the API: URLs in it
+        # lose their credentials and tokens (the task's own URL is kept as it is: it is
+        # what a replay fetches).
+        message = redact_text(ending.message or "")
+        result = task_result(
+            delivery, "failed", ending.error_class, message, attempt=max(1, attempt)
+        )
+        return Outcome(delivery, result)
+
+    async def _hand_back(self, delivery: Delivery, delay_s: float) -> None:
+        """Give an untried delivery back to the queue; its next one is not a retry."""
+        key = (delivery.task.execution_id, delivery.task.url)
+        if key not in self._handbacks and len(self._handbacks) >= MAX_REMEMBERED_HANDBACKS:
+            del self._handbacks[next(iter(self._handbacks))]
+        self._handbacks[key] = self._handbacks.get(key, 0) + 1
+        await delivery.nack(delay_s)
+
+    # -- telemetry around the stages
 
     def _observe(self, span: Span, outcome: Outcome | None) -> None:
         if not span.is_recording() and not self._t.measuring:
@@ -131,170 +238,6 @@ class TaskProcessor:
             self._t.records.add(result.records, {"trawl.phase": result.phase})
         self._t.count_funnel(result.funnel)
 
-    async def _process(self, delivery: Delivery) -> Outcome | None:
-        task = delivery.task
-        try:
-            ctx = await self._contexts.get(task.execution_id)
-        except PermanentError as exc:
-            return self._failed(delivery, exc.error_class, str(exc))
-        if ctx.execution.status in ("cancelled", "completed", "failed"):
-            return self._filtered(delivery, "cancelled")
-        workflow = ctx.workflow
-        if workflow.politeness.respect_robots_txt:
-            held: list[tuple[str, Grant]] = []
-            if self._robots.needs_fetch(task.url):
-                # Fetching robots.txt is a request to the host like any other: it waits
-                # for the same permits (or the task goes back to the queue).
-                key = f"{task.execution_id}|{host_key(task.url)}"
-                try:
-                    with self._t.stage("politeness"):
-                        permits = await self._permits(
-                            task.url, key, ctx.policy, self._max_inline_wait_s
-                        )
-                except RetryableError as exc:  # the rate limiter's own backend
-                    await self._backend_down(delivery, exc)
-                    return None
-                if isinstance(permits, float):
-                    await self._hand_back(delivery, permits)
-                    return None
-                held = permits
-            try:
-                with self._t.stage("robots"):
-                    allowed = await self._robots.allowed(task.url, workflow.fetch.user_agent)
-            except Exception as exc:  # a robots.txt we cannot read never blocks the crawl
-                log.warning("robots.txt check failed for %s: %s", task.url, exc)
-                allowed = True
-            finally:
-                await self._release(held)
-            if not allowed:
-                return self._filtered(delivery, "robots_txt")
-        try:
-            return await self._fetch_and_run(delivery, ctx)
-        except RetryableError as exc:
-            if backend_of(exc) != "backend":
-                await self._backend_down(delivery, exc)
-                return None
-            handbacks = self._handbacks.get((task.execution_id, task.url), 0)
-            attempt = delivery.delivery_attempt - handbacks
-            if attempt < workflow.retries.max_attempts:
-                delay = backoff_delay(attempt, workflow.retries.backoff_s, exc.delay_s)
-                await delivery.nack(delay)
-                return None
-            return self._failed(delivery, exc.error_class, str(exc))
-        except PermanentError as exc:
-            return self._failed(delivery, exc.error_class, str(exc))
-        except ScriptEngineError as exc:
-            return self._failed(delivery, "script_engine", str(exc))
-        except ScriptTimeout as exc:  # the engine discarded the spinning tab
-            return self._failed(delivery, exc.error_class, str(exc))
-        except ValueError as exc:  # a selector or pattern the page's parser cannot evaluate
-            return self._failed(delivery, "node_error", str(exc)[:500])
-        except Exception as exc:  # a hostile page or a bug: record it, keep crawling
-            log.exception("task %s failed unexpectedly", task.url)
-            return self._failed(delivery, f"internal_{type(exc).__name__}", str(exc)[:500])
-
-    async def _fetch_and_run(self, delivery: Delivery, ctx: ExecutionContext) -> Outcome | None:
-        task = delivery.task
-        phase = ctx.phases[task.phase]
-        engine = ctx.workflow.engine_of(phase)
-        key = f"{task.execution_id}|{host_key(task.url)}"
-        policy = ctx.policy
-        if ctx.workflow.politeness.respect_robots_txt:
-            crawl_delay = await self._robots.crawl_delay(task.url, ctx.workflow.fetch.user_agent)
-            if crawl_delay and crawl_delay > policy.min_interval_s:
-                policy = msgspec.structs.replace(policy, min_interval_s=crawl_delay)
-        with self._t.stage("politeness"):
-            permits = await self._permits(task.url, key, policy, self._max_inline_wait_s)
-        if isinstance(permits, float):
-            await self._hand_back(delivery, permits)
-            return None
-        fetched_at = self._clock.wall()
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                with self._t.stage("fetch", engine=engine) as fetch_span:
-                    page = await stack.enter_async_context(
-                        self._fetchers[engine].open(ctx.request(task.url))
-                    )
-                    fetch_span.set_attribute("http.response.status_code", page.status)
-                self._observe_fetch(page, engine)
-                with self._t.stage("nodes"):
-                    around = self._node_span if self._t.tracing else None
-                    node_ctx: NodeContext = await run_chain(
-                        phase.nodes, page, task.depth, around=around
-                    )
-                status = page.status
-        finally:
-            await self._release(permits)
-        with self._t.stage("frontier", links=len(node_ctx.links)):
-            funnel = await self._frontier.admit(ctx, task, node_ctx.links)
-        funnel[funnel_key("fetched", task.phase, task.marker)] += 1
-        record = None
-        if task.phase in ctx.record_phases:
-            record = {
-                "execution_id": task.execution_id,
-                "workflow": ctx.workflow.name,
-                "phase": task.phase,
-                "url": task.url,
-                "marker": task.marker,
-                "depth": task.depth,
-                "status": status,
-                "fetched_at": fetched_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "data": node_ctx.data,
-            }
-            funnel[funnel_key("extracted", task.phase, task.marker)] += 1
-        result = _result(
-            delivery,
-            "succeeded",
-            records=1 if record is not None else 0,
-            warnings=dict(node_ctx.warnings),
-            funnel=dict(funnel),
-            warning_fields=dict(node_ctx.warning_fields),
-        )
-        return Outcome(delivery, result, record)
-
-    async def _permits(
-        self, url: str, key: str, policy: RatePolicy, max_wait_s: float
-    ) -> list[tuple[str, Grant]] | float:
-        """Permits to send one request to ``url``'s host: this execution's politeness and,
-        when the deployment sets one, its ceiling for the host across every execution.
-        Waits in place up to ``max_wait_s`` at a time; beyond that (or when stopping), the
-        delay after which to try again, for the task to be handed back."""
-        while True:
-            grant = await self._limiter.acquire(key, policy)
-            taken = [(key, grant)]
-            if grant.granted and self._host_policy is not None:
-                shared = f"host|{host_key(url)}"
-                host_grant = await self._limiter.acquire(shared, self._host_policy)
-                if host_grant.granted:
-                    taken.append((shared, host_grant))
-                else:  # the host is at the deployment's ceiling: give this one back
-                    await self._limiter.release(key, grant.lease_id)
-                    grant = host_grant
-            if grant.granted:
-                return taken
-            if self._stopping.is_set():
-                return 0.0
-            if grant.retry_after_s > max_wait_s:
-                return grant.retry_after_s
-            await self._pause(grant.retry_after_s)
-
-    async def _release(self, permits: list[tuple[str, Grant]]) -> None:
-        """Give permits back. A limiter that cannot be reached is no reason to redo the
-        task: an unreleased lease frees itself after its TTL."""
-        for key, grant in permits:
-            try:
-                await self._limiter.release(key, grant.lease_id)
-            except RetryableError as exc:
-                log.warning("%s; the lease will expire on its own", exc)
-
-    async def _backend_down(self, delivery: Delivery, exc: RetryableError) -> None:
-        """Our own backend (Redis, Postgres, Pub/Sub, GCS) is down, not the page: the task
-        goes back untried, later each time, and keeps all its retries."""
-        task = delivery.task
-        handbacks = self._handbacks.get((task.execution_id, task.url), 0)
-        log.warning("%s; handing the task back", exc)
-        await self._hand_back(delivery, min(BACKEND_HANDBACK_MAX_S, 2.0**handbacks))
-
     def _node_span(self, index: int, node: NodeSpec) -> contextlib.AbstractContextManager[Span]:
         kind = node.__struct_config__.tag
         return self._t.stage(f"node {kind}", **{"trawl.node.index": index})
@@ -305,67 +248,3 @@ class TaskProcessor:
         attributes = {"trawl.engine": engine}
         self._t.fetched_bytes.add(len(page.html.encode("utf-8", "replace")), attributes)
         self._t.fetch_duration.record(page.elapsed_s, attributes)
-
-    async def _hand_back(self, delivery: Delivery, delay_s: float) -> None:
-        """Give an untried delivery back to the queue; its next one is not a retry."""
-        key = (delivery.task.execution_id, delivery.task.url)
-        if key not in self._handbacks and len(self._handbacks) >= MAX_REMEMBERED_HANDBACKS:
-            del self._handbacks[next(iter(self._handbacks))]
-        self._handbacks[key] = self._handbacks.get(key, 0) + 1
-        await delivery.nack(delay_s)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep on the clock, cut short by ``stop_waiting``."""
-        if self._stopping.is_set():
-            return
-        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait((sleep, stopping), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleep.cancel()
-            stopping.cancel()
-
-    def _failed(self, delivery: Delivery, error_class: str, message: str) -> Outcome:
-        # Attempts at the page: deliveries handed back untried (politeness) do not count.
-        task = delivery.task
-        handbacks = self._handbacks.get((task.execution_id, task.url), 0)
-        attempts = max(1, delivery.delivery_attempt - handbacks)
-        # The message goes to the failures table, failures.jsonl and the API: URLs in it
-        # lose their credentials and tokens (the task's own URL is kept as it is: it is
-        # what a replay fetches).
-        result = _result(delivery, "failed", error_class, redact_text(message), attempt=attempts)
-        return Outcome(delivery, result)
-
-    def _filtered(self, delivery: Delivery, reason: str) -> Outcome:
-        return Outcome(delivery, _result(delivery, "filtered", reason, None))
-
-
-def _result(
-    delivery: Delivery,
-    outcome: Any,
-    error_class: str | None = None,
-    message: str | None = None,
-    *,
-    records: int = 0,
-    warnings: dict[str, int] | None = None,
-    funnel: dict[str, int] | None = None,
-    warning_fields: dict[str, int] | None = None,
-    attempt: int | None = None,
-) -> TaskResult:
-    task = delivery.task
-    return TaskResult(
-        key=task.url,
-        url=task.url,
-        phase=task.phase,
-        marker=task.marker,
-        depth=task.depth,
-        attempt=delivery.delivery_attempt if attempt is None else attempt,
-        outcome=outcome,
-        error_class=error_class,
-        error_message=message,
-        records=records,
-        warnings=warnings or {},
-        funnel=funnel or {},
-        warning_fields=warning_fields or {},
-    )

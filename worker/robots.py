@@ -1,4 +1,8 @@
-"""robots.txt, fetched once per origin and cached, parsed by Protego (Scrapy's parser)."""
+"""robots.txt, fetched once per origin and cached, parsed by Protego (Scrapy's parser).
+
+A task asks once (``RobotsCache.verdict``): may it be fetched, and how slowly. A robots.txt
+that cannot be read never blocks the crawl.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,39 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import msgspec
 from protego import Protego
 from yarl import URL
 
 from backends.clock import Clock
+from backends.ratelimit import RatePolicy
 
 log = logging.getLogger(__name__)
 
 # Fetches a robots.txt URL: (status, body) or raises OSError/TimeoutError when unreachable.
 RobotsFetch = Callable[[str, str], Awaitable[tuple[int, str]]]
 
-_ALLOW_ALL = Protego.parse("")
+_NO_RULES = Protego.parse("")
+
+
+@dataclass(frozen=True, slots=True)
+class RobotsVerdict:
+    """What robots.txt says of one URL for one user agent: whether it may be fetched, and
+    the Crawl-delay it asks for (None: none)."""
+
+    allowed: bool
+    crawl_delay_s: float | None = None
+
+    def slowed(self, policy: RatePolicy) -> RatePolicy:
+        """``policy`` with its minimum interval raised to the Crawl-delay, if that is longer."""
+        delay = self.crawl_delay_s
+        if delay and delay > policy.min_interval_s:
+            return msgspec.structs.replace(policy, min_interval_s=delay)
+        return policy
+
+
+# What a robots.txt that cannot be read says: everything allowed, no delay.
+_UNREADABLE = RobotsVerdict(allowed=True)
 
 
 @dataclass(slots=True)
@@ -66,12 +92,12 @@ class RobotsCache:
             status, body = await self._fetch(f"{origin}/robots.txt", user_agent)
         except (OSError, TimeoutError) as exc:
             log.warning("robots.txt of %s unreachable (%s): allowing for now", origin, exc)
-            return _ALLOW_ALL, 60.0
+            return _NO_RULES, 60.0
         if 200 <= status < 300:
             return Protego.parse(body), self._ttl_s
         if 400 <= status < 500:
-            return _ALLOW_ALL, self._ttl_s
-        return _ALLOW_ALL, 60.0
+            return _NO_RULES, self._ttl_s
+        return _NO_RULES, 60.0
 
     def needs_fetch(self, url: str) -> bool:
         """Whether answering for ``url`` would fetch its origin's robots.txt now (nothing
@@ -82,16 +108,23 @@ class RobotsCache:
             return False
         return origin not in self._inflight
 
+    async def verdict(self, url: str, user_agent: str) -> RobotsVerdict:
+        """Whether ``user_agent`` may fetch ``url`` and the Crawl-delay it is asked to keep,
+        from one look at the origin's rules. Never raises: a robots.txt that cannot be read
+        (an error beyond the unreachable and 5xx ones ``_load`` settles) allows everything."""
+        try:
+            rules = await self._rules(_origin(url), user_agent)
+            allowed = bool(rules.can_fetch(url, user_agent))
+            delay = rules.crawl_delay(user_agent)
+        except Exception as exc:
+            log.warning("robots.txt check failed for %s: %s", url, exc)
+            return _UNREADABLE
+        return RobotsVerdict(allowed, float(delay) if delay is not None else None)
+
     async def allowed(self, url: str, user_agent: str) -> bool:
-        """Whether ``user_agent`` may fetch ``url``."""
+        """Whether ``user_agent`` may fetch ``url`` (raises what reading robots.txt raised)."""
         rules = await self._rules(_origin(url), user_agent)
         return bool(rules.can_fetch(url, user_agent))
-
-    async def crawl_delay(self, url: str, user_agent: str) -> float | None:
-        """The Crawl-delay robots.txt asks of ``user_agent`` on this origin, if any."""
-        rules = await self._rules(_origin(url), user_agent)
-        delay = rules.crawl_delay(user_agent)
-        return float(delay) if delay is not None else None
 
 
 def _origin(url: str) -> str:

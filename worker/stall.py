@@ -15,25 +15,10 @@ StateStore knows:
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
-
-import msgspec
 
 from backends.state import Activity, Execution, Progress, StateStore
 from worker.reconcile import LEASE_TTL_S, SWEEP_CLAIM
-
-HealthState = Literal["ok", "stalled"]
-
-
-class Health(msgspec.Struct, frozen=True, kw_only=True):
-    """``ok``, or ``stalled`` since the last task finished, with its likely cause."""
-
-    state: HealthState = "ok"
-    since: datetime | None = None
-    cause: str | None = None
-
-
-OK = Health()
+from worker.report import OK, Health  # the report's health part, decided here
 
 
 def classify(

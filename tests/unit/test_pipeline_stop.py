@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from tests.services import free_port
 from worker.outage import StageFailed
 from worker.pipeline import Pipeline
 from worker.process import Outcome, TaskProcessor
+from worker.records import Record
 from worker.service import NotReady, WorkerService, serve_health
 from worker.sink import Sink
 
@@ -47,7 +49,18 @@ class GatedProcessor:
         result = TaskResult(
             key=task.url, url=task.url, phase=task.phase, depth=0, outcome="succeeded"
         )
-        return Outcome(delivery, result, {"url": task.url})
+        record = Record(
+            execution_id=task.execution_id,
+            workflow="w",
+            phase=task.phase,
+            url=task.url,
+            marker=None,
+            depth=0,
+            status=200,
+            fetched_at=datetime(2026, 11, 23, tzinfo=UTC),
+            data={},
+        )
+        return Outcome(delivery, result, record)
 
 
 def make_pipeline(

@@ -53,10 +53,17 @@ def test_the_parameter_list_is_the_operators(capsys: pytest.CaptureFixture[str])
 
 async def test_csv_cells_that_would_be_formulas_are_text(tmp_path: Path) -> None:
     blobs = LocalBlobStore(tmp_path)
+    # An export holds whole records (worker/records.py); only url and data matter here.
+    rest = {"execution_id": "e1", "workflow": "w", "phase": "p", "marker": None, "depth": 0}
+    rest |= {"status": 200, "fetched_at": "2026-11-23T09:10:27Z"}
     rows = [
-        {"url": "http://shop.example/1", "data": {"title": '=HYPERLINK("http://evil","x")'}},
-        {"url": "http://shop.example/2", "data": {"title": "+1 500", "price": -3}},
-        {"url": "http://shop.example/3", "data": {"title": "@SUM(A1)", "price": 4}},
+        {
+            **rest,
+            "url": "http://shop.example/1",
+            "data": {"title": '=HYPERLINK("http://evil","x")'},
+        },
+        {**rest, "url": "http://shop.example/2", "data": {"title": "+1 500", "price": -3}},
+        {**rest, "url": "http://shop.example/3", "data": {"title": "@SUM(A1)", "price": 4}},
     ]
     await blobs.write("export.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
     text = "".join([chunk async for chunk, _ in csv_chunks(blobs, "export.jsonl")])
