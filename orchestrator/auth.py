@@ -18,7 +18,7 @@ from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 
 from backends.ratelimit import RateLimiter
-from backends.state import ApiKey, StateStore
+from backends.state import ApiKey, KeyStore
 from orchestrator.quotas import Quotas, take_request_permit
 
 PREFIX = "trawl_"
@@ -49,7 +49,7 @@ def expiry_in(days: float | None, now: datetime) -> datetime | None:
 
 
 async def issue_key(
-    state: StateStore,
+    state: KeyStore,
     tenant: str,
     *,
     admin: bool = False,
@@ -61,7 +61,7 @@ async def issue_key(
     return key, record
 
 
-async def create_key(state: StateStore, tenant: str) -> str:
+async def create_key(state: KeyStore, tenant: str) -> str:
     """A new key for ``tenant`` that never expires; the only time the key itself exists."""
     key, _ = await issue_key(state, tenant)
     return key
@@ -69,7 +69,7 @@ async def create_key(state: StateStore, tenant: str) -> str:
 
 async def key_of(
     request: Request[Any, Any, Any],
-    state: StateStore,
+    state: KeyStore,
     limiter: RateLimiter | None = None,
     quotas: Quotas | None = None,
 ) -> ApiKey:
@@ -90,7 +90,7 @@ async def key_of(
 
 async def tenant_of(
     request: Request[Any, Any, Any],
-    state: StateStore,
+    state: KeyStore,
     limiter: RateLimiter | None = None,
     quotas: Quotas | None = None,
 ) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -21,7 +20,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from backends.errors import TrawlError
-from backends.state import FUNNEL_STAGES, TERMINAL_STATUSES, Execution, Progress
+from backends.state import FUNNEL_STAGES, TERMINAL_STATUSES, Execution
 from orchestrator.admission import admit_start
 from orchestrator.errors import COMMON, Conflict, TooLarge, Unprocessable
 from orchestrator.models import (
@@ -35,35 +34,35 @@ from orchestrator.models import (
 )
 from orchestrator.services import ServicesDep, Tenant
 from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, settle_cancel
-from worker.stall import OK, Health, health_of
+from worker.report import ExecutionReport
+from worker.stall import health_of
 from worker.start import ActiveCapReached, start_execution
 from workflows import Problem, WorkflowInvalid
 
 TOP_ERRORS = 5
 
 
-def execution_out(
-    execution: Execution, progress: Progress, now: datetime, health: Health = OK
-) -> ExecutionOut:
-    errors = sorted(progress.failures_by_class.items(), key=lambda kv: (-kv[1], kv[0]))
+def execution_out(report: ExecutionReport) -> ExecutionOut:
+    """The API's view of an execution's report (worker/report.py)."""
+    health = report.health
     return ExecutionOut(
-        id=execution.id,
-        workflow=execution.workflow,
-        workflow_version=execution.workflow_version,
-        status=execution.status,
-        created_at=execution.created_at,
-        started_at=execution.started_at,
-        finished_at=execution.finished_at,
-        error=execution.error,
-        overrides=[str(s) for s in execution.params.get("set") or []],
-        pages=Pages(**progress.pages()),
-        records=progress.records,
-        pages_per_second=rate(execution, progress, now),
-        by_phase=progress.by_phase,
-        by_marker=progress.by_marker,
-        top_errors=[ErrorCount(error_class=k, count=v) for k, v in errors[:TOP_ERRORS]],
-        warnings=progress.warnings,
-        funnel=funnel_rows(progress),
+        id=report.execution_id,
+        workflow=report.workflow,
+        workflow_version=report.workflow_version,
+        status=report.status,
+        created_at=report.created_at,
+        started_at=report.started_at,
+        finished_at=report.finished_at,
+        error=report.error,
+        overrides=report.overrides,
+        pages=Pages(**msgspec.structs.asdict(report.pages)),
+        records=report.records,
+        pages_per_second=report.pages_per_second,
+        by_phase=report.by_phase,
+        by_marker=report.by_marker,
+        top_errors=[ErrorCount(error_class=k, count=v) for k, v in report.top_errors(TOP_ERRORS)],
+        warnings=report.warnings,
+        funnel=funnel_rows(report.funnel),
         health=ExecutionHealth(state=health.state, since=health.since, cause=health.cause),
     )
 
@@ -75,26 +74,23 @@ async def current_out(services: ServicesDep, execution: Execution) -> ExecutionO
     stall_after_s = services.limits.stall_after_s
     now = services.clock.wall()
     health = await health_of(state, execution, progress, now=now, stall_after_s=stall_after_s)
-    return execution_out(execution, progress, now, health)
+    return execution_out(ExecutionReport.of(execution, progress, now=now, health=health))
 
 
-def funnel_rows(progress: Progress) -> list[FunnelRow]:
+async def plain_out(services: ServicesDep, execution: Execution) -> ExecutionOut:
+    """The execution as starting or cancelling it answers (health not asked)."""
+    progress = await services.ports.state.progress(execution.id)
+    return execution_out(ExecutionReport.of(execution, progress, now=services.clock.wall()))
+
+
+def funnel_rows(funnel: dict[str, dict[str, int]]) -> list[FunnelRow]:
+    """The funnel ("phase|marker" -> stage -> count) as rows, every stage in each."""
     rows = []
-    for key, stages in sorted(progress.funnel.items()):
+    for key, stages in sorted(funnel.items()):
         phase, _, marker = key.partition("|")
         counts = {s: stages.get(s, 0) for s in FUNNEL_STAGES}
         rows.append(FunnelRow(phase=phase, marker=marker or None, **counts))
     return rows
-
-
-def rate(execution: Execution, progress: Progress, now: datetime) -> float:
-    """Pages finished per second since the execution started (until it finished, or
-    ``now``)."""
-    if execution.started_at is None:
-        return 0.0
-    end = execution.finished_at or now
-    seconds = (end - execution.started_at).total_seconds()
-    return round(progress.finished / seconds, 2) if seconds > 0 else 0.0
 
 
 async def owned(services: ServicesDep, tenant: Tenant, execution_id: str) -> Execution:
@@ -129,7 +125,7 @@ class StartController(Controller):
             raise NotFoundException(detail=f"no workflow {name!r}")
         overrides = list(data.set) if data is not None else []
         params: dict[str, object] = {"set": overrides} if overrides else {}
-        workflow = await admit_start(services, stored.spec_json, overrides)  # a 422 if bad
+        workflow = await admit_start(services, tenant, stored.spec_json, overrides)  # 422 if bad
         await check_start_urls(services, workflow.start_urls)
         cap = services.limits.max_running_executions
         try:  # the cap is checked atomically with the creation (concurrent starts included)
@@ -141,14 +137,14 @@ class StartController(Controller):
                 params=params,
                 max_active=cap,
                 clock=services.clock,
+                queue_window=services.limits.queue_window,
             )
         except ActiveCapReached:
             raise TooManyRequestsException(
                 detail=f"{cap} executions are already running for this tenant; wait for one "
                 "to finish or cancel one"
             ) from None
-        progress = await state.progress(execution.id)
-        return execution_out(execution, progress, services.clock.wall())
+        return await plain_out(services, execution)
 
     @get("/", raises=COMMON)
     async def list_executions(
@@ -236,9 +232,7 @@ class ExecutionsController(Controller):
             state, services.ports.blobs, execution_id, now=services.clock.wall()
         ):
             _settle_later(services, execution_id)
-        cancelled = await owned(services, tenant, execution_id)
-        progress = await state.progress(execution_id)
-        return execution_out(cancelled, progress, services.clock.wall())
+        return await plain_out(services, await owned(services, tenant, execution_id))
 
     @get("/events", raises=COMMON, media_type="text/event-stream")
     async def events(

@@ -28,7 +28,7 @@ class PreviewController(Controller):
         """The record the phase makes of the page and each link with the phase it would go
         to (or why it would be dropped). 422 for an invalid workflow, a URL the deployment
         may not fetch, or a page that cannot be fetched."""
-        workflow = await to_workflow(services, data.workflow)
+        workflow = await to_workflow(services, tenant, data.workflow)
         phase = data.phase or workflow.first_phase
         if phase not in {p.name for p in workflow.phases}:
             names = ", ".join(p.name for p in workflow.phases)
@@ -54,11 +54,13 @@ class PreviewController(Controller):
         return msgspec.convert(report, PreviewOut)
 
 
-async def to_workflow(services: Services, document: dict[str, object] | str) -> Workflow:
+async def to_workflow(
+    services: Services, tenant: str, document: dict[str, object] | str
+) -> Workflow:
     try:
         if isinstance(document, str):
-            return await admit_body(services, document.encode(), "yaml")
-        return await admit_object(services, document)
+            return await admit_body(services, tenant, document.encode(), "yaml")
+        return await admit_object(services, tenant, document)
     except WorkflowInvalid as exc:
         # Paths inside the document, under the request's ``workflow`` field.
         raise WorkflowInvalid(

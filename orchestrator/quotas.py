@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 from collections import Counter
@@ -33,6 +34,7 @@ class Quotas:
     preview_burst: int = 5
     previews_at_once: int = 2
     streams_at_once: int = 10
+    admissions_at_once: int = 1  # workflow checks in helper processes, per tenant
 
 
 def too_many(what: str, retry_after_s: float) -> TooManyRequestsException:
@@ -105,3 +107,33 @@ class StreamSlots:
             self._open[tenant] -= 1
             if self._open[tenant] <= 0:
                 del self._open[tenant]
+
+
+class TenantGate:
+    """At most ``limit`` jobs of each tenant at once on this instance. A tenant's next job
+    waits for one of its own to end, at most ``wait_s``, then gets a 429: however many a
+    tenant sends, the others' jobs never queue behind them."""
+
+    def __init__(self) -> None:
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._users: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: str, limit: int, wait_s: float, what: str) -> AsyncIterator[None]:
+        gate = self._gates.setdefault(tenant, asyncio.Semaphore(max(1, limit)))
+        self._users[tenant] += 1
+        try:
+            try:
+                async with asyncio.timeout(wait_s):
+                    await gate.acquire()
+            except TimeoutError:
+                raise too_many(f"{limit} {what} of this tenant already running", 1.0) from None
+            try:
+                yield
+            finally:
+                gate.release()
+        finally:
+            self._users[tenant] -= 1
+            if self._users[tenant] <= 0:
+                del self._users[tenant]
+                del self._gates[tenant]

@@ -13,7 +13,7 @@ from litestar.di import NamedDependency
 
 from backends.clock import Clock, SystemClock
 from backends.fetcher import Fetcher
-from orchestrator.quotas import Quotas, StreamSlots
+from orchestrator.quotas import Quotas, StreamSlots, TenantGate
 from worker.assemble import Ports
 from workflows.ceilings import Ceilings
 from workflows.isolated import Offload
@@ -45,6 +45,7 @@ class Limits:
     check_timeout_s: float = 2.0
     ceilings: Ceilings = field(default_factory=Ceilings)
     quotas: Quotas = field(default_factory=Quotas)
+    queue_window: int = 0  # tasks of one execution in the queue at once (0: no window)
 
 
 @dataclass(slots=True)
@@ -56,6 +57,7 @@ class Services:
     checks: dict[str, Check] = field(default_factory=dict)
     # Parsing and validating tenants' workflows, in helper processes with a deadline.
     admission: Offload = field(default_factory=Offload)
+    admission_slots: TenantGate = field(default_factory=TenantGate)
     streams: StreamSlots = field(default_factory=StreamSlots)
     clock: Clock = field(default_factory=SystemClock)
 

@@ -90,10 +90,10 @@ def body_format(request: Request[Any, Any, Any]) -> Format:
     return "yaml" if content_type in YAML_TYPES else "json"
 
 
-async def parse_workflow(services: Services, data: bytes, fmt: Format) -> Workflow:
+async def parse_workflow(services: Services, tenant: str, data: bytes, fmt: Format) -> Workflow:
     """The validated workflow within the deployment's ceilings; ``WorkflowInvalid`` (a 422)
     lists every problem."""
-    return await admit_body(services, data, fmt)
+    return await admit_body(services, tenant, data, fmt)
 
 
 def summary(stored: StoredWorkflow) -> WorkflowSummary:
@@ -140,7 +140,7 @@ class WorkflowsController(Controller):
         tenant: Tenant,
     ) -> WorkflowOut:
         """Store a new workflow (version 1). 409 if the name exists: PUT makes a new version."""
-        workflow = await parse_workflow(services, body, body_format(request))
+        workflow = await parse_workflow(services, tenant, body, body_format(request))
         if await services.ports.state.get_workflow(tenant, workflow.name) is not None:
             raise Conflict(
                 detail=f"workflow {workflow.name!r} exists; PUT /v1/workflows/{workflow.name} "
@@ -183,7 +183,7 @@ class WorkflowsController(Controller):
         """Store a new version; running executions keep the version they started with."""
         if await services.ports.state.get_workflow(tenant, name) is None:
             raise not_found(name)
-        workflow = await parse_workflow(services, body, body_format(request))
+        workflow = await parse_workflow(services, tenant, body, body_format(request))
         if workflow.name != name:
             raise Unprocessable(
                 detail="1 problem",

@@ -233,7 +233,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     async def main() -> str:
         async with open_ports(settings) as ports:
-            execution = await submit(ports, workflow, tenant=args.tenant, source_text=source)
+            execution = await submit(
+                ports,
+                workflow,
+                tenant=args.tenant,
+                source_text=source,
+                queue_window=settings.queue_window,
+            )
             return execution.id
 
     print(_run(main))

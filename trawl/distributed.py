@@ -98,8 +98,16 @@ async def submit(
     tenant: str = "default",
     source_text: str = "",
     params: dict[str, object] | None = None,
+    queue_window: int = 0,
 ) -> Execution:
     """Store ``workflow`` as a new version and start an execution of it
     (``worker/start.py``, as the orchestrator and ``trawl run`` do)."""
     version = await store_workflow(ports.state, tenant, workflow, source_text)
-    return await start_execution(ports, workflow, tenant=tenant, version=version, params=params)
+    return await start_execution(
+        ports,
+        workflow,
+        tenant=tenant,
+        version=version,
+        params=params,
+        queue_window=queue_window,
+    )

@@ -51,7 +51,9 @@ def services_for(settings: Settings, ports: Ports) -> Services:
                 preview_burst=settings.preview_burst,
                 previews_at_once=settings.previews_at_once,
                 streams_at_once=settings.streams_at_once,
+                admissions_at_once=settings.admissions_at_once,
             ),
+            queue_window=settings.queue_window,
         ),
         checks=readiness_checks(ports, "orchestrator"),
     )

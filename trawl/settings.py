@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     preview_burst: int = 5
     previews_at_once: int = 2
     streams_at_once: int = 10
+    admissions_at_once: int = 1  # workflow checks (parse, validate) per tenant at once
     reconcile_after_s: float = 300.0  # no progress this long: re-publish lost tasks
     stall_after_s: float = 180.0  # no task finished this long: the execution shows as stalled
 
@@ -76,6 +77,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # the workers: requests per second (0: no ceiling) and requests in flight.
     host_max_rps: float = 0.0
     host_max_concurrency: int = 64
+    # Fair sharing of the workers: tasks of one execution in the shared queue at once (the
+    # rest wait in Postgres until finishes make room); 0 turns the window off. Fixed per
+    # execution when it starts.
+    queue_window: int = 1000
 
     def host_policy(self) -> RatePolicy | None:
         """The deployment-wide per-host limit, or None when there is none."""

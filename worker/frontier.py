@@ -30,7 +30,7 @@ from backends.clock import Clock, SystemClock
 from backends.errors import RetryableError
 from backends.queue import TaskQueue
 from backends.seen import SeenSet
-from backends.state import StateStore, funnel_key
+from backends.state import TaskLedger, funnel_key
 from backends.task import Task, decode_task, encode_task
 from nodes.context import Link
 from worker.context import ExecutionContext
@@ -40,7 +40,7 @@ from workflows.rules import Admit
 
 class Frontier:
     def __init__(
-        self, seen: SeenSet, state: StateStore, queue: TaskQueue, clock: Clock | None = None
+        self, seen: SeenSet, state: TaskLedger, queue: TaskQueue, clock: Clock | None = None
     ) -> None:
         self._seen = seen
         self._state = state

@@ -51,6 +51,7 @@ async def start_execution(
     params: dict[str, object] | None = None,
     max_active: int | None = None,
     clock: Clock | None = None,
+    queue_window: int = 0,
     execution_id: str | None = None,
     stages: Assembly | None = None,
     telemetry: Telemetry | None = None,
@@ -59,11 +60,12 @@ async def start_execution(
     new execution, named ``execution_id`` (default: a fresh one); the running execution.
     One whose start URLs are all out of scope completes at once.
 
-    With ``max_active``, ActiveCapReached (and nothing created) when the tenant already has
-    that many pending or running executions, checked atomically with the creation. With
-    ``stages`` (assembled over ``ports`` by the process about to run them) the start URLs go
-    through their frontier, their completion announces an execution that completes at once,
-    and their cache holds its context."""
+    With ``queue_window`` > 0 at most that many of its tasks are in the queue at once (fair
+    sharing; see StateStore.register_tasks). With ``max_active``, ActiveCapReached (and
+    nothing created) when the tenant already has that many pending or running executions,
+    checked atomically with the creation. With ``stages`` (assembled over ``ports`` by the
+    process about to run them) the start URLs go through their frontier, their completion
+    announces an execution that completes at once, and their cache holds its context."""
     clock = clock or SystemClock()
     execution = Execution(
         id=execution_id or uuid.uuid4().hex,
@@ -72,7 +74,7 @@ async def start_execution(
         tenant=tenant,
         status="pending",
         created_at=clock.wall(),
-        params=dict(params or {}),
+        params={**(params or {}), **({"queue_window": queue_window} if queue_window > 0 else {})},
     )
     if max_active is None:
         await ports.state.create_execution(execution)

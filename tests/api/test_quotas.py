@@ -3,9 +3,12 @@ cannot take the API from another."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from orchestrator.quotas import Quotas, StreamSlots
+from litestar.exceptions import TooManyRequestsException
+
+from orchestrator.quotas import Quotas, StreamSlots, TenantGate
 from orchestrator.services import Limits
 from tests.api.memory_app import memory_api
 
@@ -43,3 +46,35 @@ async def test_event_streams_are_capped_per_tenant() -> None:
     assert [item async for item in first] == ["progress"]  # its end gives the slot back
     assert [item async for item in slots.hold("acme", 1, events())] == ["progress"]
     assert [item async for item in slots.hold("globex", 1, events())] == ["progress"]
+
+
+async def test_a_tenant_waits_for_its_own_workflow_checks_never_for_anothers() -> None:
+    gate = TenantGate()
+    release = asyncio.Event()
+    entered: list[str] = []
+    two_in = asyncio.Event()
+
+    async def job(tenant: str, wait_s: float) -> None:
+        async with gate.slot(tenant, 1, wait_s, "workflow checks"):
+            entered.append(tenant)
+            if len(entered) == 2:
+                two_in.set()
+            await release.wait()
+
+    busy = asyncio.create_task(job("acme", 1.0))
+    queued = asyncio.create_task(job("acme", 30.0))  # waits for acme's first to end
+    other = asyncio.create_task(job("globex", 0.01))  # not behind acme's
+    async with asyncio.timeout(5):
+        await two_in.wait()
+    assert sorted(entered) == ["acme", "globex"]
+    try:
+        await job("acme", 0.01)
+    except TooManyRequestsException as exc:
+        assert exc.detail == "1 workflow checks of this tenant already running; retry in 1 s"
+        assert exc.headers == {"Retry-After": "1"}
+    else:
+        raise AssertionError("a third check of acme's was let in")
+    release.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(busy, queued, other)
+    assert entered == ["acme", "globex", "acme"]

@@ -72,6 +72,7 @@ _TUNABLE = {
             "TRAWL_PREVIEW_BURST",
             "TRAWL_PREVIEWS_AT_ONCE",
             "TRAWL_STREAMS_AT_ONCE",
+            "TRAWL_ADMISSIONS_AT_ONCE",
         ),
         "an API quota with a safe default; docs/tenants.md",
     ),
@@ -79,6 +80,8 @@ _TUNABLE = {
     "TRAWL_HOST_MAX_RPS": "0: no ceiling per host beyond each execution's politeness; "
     "docs/tenants.md",
     "TRAWL_HOST_MAX_CONCURRENCY": "only with TRAWL_HOST_MAX_RPS; docs/tenants.md",
+    "TRAWL_QUEUE_WINDOW": "fair sharing between executions (1000 tasks queued each); "
+    "docs/tenants.md",
     "TRAWL_BACKEND_OUTAGE_S": "how long a backend may be down before a worker exits (300 s); "
     "docs/operations.md",
     "TRAWL_RECONCILE_AFTER_S": "when lost tasks are re-published (300 s); docs/distributed.md",
