@@ -58,8 +58,10 @@ def deployment(
 
 
 def without_run_fields(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records as two runs of one crawl share them: no execution id or fetch time."""
+    """Records as two runs of one crawl share them: no execution id, fetch time or parent
+    (the page whose link was claimed first)."""
     for record in records:
         record.pop("execution_id")
         record.pop("fetched_at")
+        record.pop("parent_url")
     return sorted(records, key=lambda r: r["url"])

@@ -18,6 +18,10 @@ from trawl.settings import Settings
 from workflows import Workflow, validate_data
 
 # One phase that records each page's h1 and follows every link.
+# What differs from one run of a crawl to the next: the execution, when each page was
+# fetched, and which of the pages linking to a page was crawled first.
+RUN_FIELDS = ("execution_id", "fetched_at", "parent_url")
+
 PAGE_PHASE: dict[str, Any] = {
     "name": "page",
     "nodes": [
@@ -83,7 +87,7 @@ class Export:
     def records_without_run_fields(self) -> list[dict[str, Any]]:
         """The records minus what differs per run (execution_id, fetched_at)."""
         return [
-            {k: v for k, v in r.items() if k not in ("execution_id", "fetched_at")}
+            {k: v for k, v in r.items() if k not in RUN_FIELDS}
             for r in self.records
         ]
 

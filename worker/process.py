@@ -172,7 +172,7 @@ class TaskProcessor:
             with self._t.stage("nodes"):
                 around = self._node_span if self._t.tracing else None
                 nodes = await run_chain(plan.phase.nodes, page, plan.task.depth, around=around)
-            return Extraction.of(page.status, fetched_at, nodes)
+            return Extraction.of(page, fetched_at, nodes)
 
     # -- how a task ends
 

@@ -18,19 +18,26 @@ import msgspec
 class Record(msgspec.Struct, frozen=True, kw_only=True):
     """One page's record. Its key is (execution_id, url, phase): an export holds one per key.
 
-    ``url`` is canonical (the form the frontier deduplicates), ``marker`` the one of the link
-    that led here (None for a start URL or a link without one), ``depth`` the number of links
-    from a start URL, ``status`` the HTTP status of the response, ``fetched_at`` when the
-    fetch began (UTC, whole seconds) and ``data`` the fields the phase's nodes extracted.
+    ``url`` is canonical (the form the frontier deduplicates) and ``final_url`` where the
+    fetch ended after redirects; ``marker`` the one of the link that led here (None for a
+    start URL or a link without one) and ``parent_url`` the page that link was on (None for
+    a start URL; of several pages linking here, the one whose link was claimed first);
+    ``depth`` the number of links from a start URL, ``status`` the HTTP status of the
+    response and ``content_type`` its media type without parameters (``text/html``);
+    ``fetched_at`` when the fetch began (UTC, whole seconds) and ``data`` the fields the
+    phase's nodes extracted.
     """
 
     execution_id: str
     workflow: str
     phase: str
     url: str
+    final_url: str | None = None
     marker: str | None
+    parent_url: str | None = None
     depth: int
     status: int
+    content_type: str | None = None
     fetched_at: datetime
     data: dict[str, Any]
 
@@ -42,6 +49,13 @@ class RecordKey(msgspec.Struct, frozen=True):
     phase: str
     url: str
     depth: int
+
+
+def media_type(content_type: str | None) -> str | None:
+    """``text/html; charset=utf-8`` as ``text/html``; None when there was no header."""
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip().lower() or None
 
 
 def fetch_time(wall: datetime) -> datetime:

@@ -24,8 +24,9 @@ from backends.ratelimit import RatePolicy
 from backends.state import TaskOutcome, TaskResult, funnel_key
 from backends.task import Task
 from nodes.context import Link, NodeContext
+from nodes.page import Page
 from worker.context import ExecutionContext
-from worker.records import Record, fetch_time
+from worker.records import Record, fetch_time, media_type
 from workflows.spec import Phase
 
 
@@ -61,11 +62,15 @@ class Extraction:
     links: list[Link]
     warnings: dict[str, int]
     warning_fields: dict[str, int]
+    final_url: str | None = None
+    content_type: str | None = None
 
     @classmethod
-    def of(cls, status: int, fetched_at: datetime, nodes: NodeContext) -> Extraction:
+    def of(cls, page: Page, fetched_at: datetime, nodes: NodeContext) -> Extraction:
         return cls(
-            status=status,
+            status=page.status,
+            final_url=page.url,
+            content_type=media_type(page.headers.get("content-type")),
             fetched_at=fetched_at,
             data=nodes.data,
             links=nodes.links,
@@ -84,9 +89,12 @@ def build_record(plan: Plan, page: Extraction) -> Record | None:
         workflow=plan.ctx.workflow.name,
         phase=task.phase,
         url=task.url,
+        final_url=page.final_url,
         marker=task.marker,
+        parent_url=task.parent,
         depth=task.depth,
         status=page.status,
+        content_type=page.content_type,
         fetched_at=fetch_time(page.fetched_at),
         data=page.data,
     )

@@ -1084,7 +1084,8 @@ def expected(site: Site, base_url: str, engine: Engine = "browser") -> list[dict
 
     ``engine="browser"`` is aqua.yaml; ``"http"`` is aqua-http.yaml, which has no script
     node (no ``reviews``) and whose pages never run JavaScript (``rating`` is null).
-    ``execution_id`` and ``fetched_at`` differ per run and are left out.
+    ``execution_id``, ``fetched_at`` and ``parent_url`` (of several pages linking to a
+    product, whichever was crawled first) differ per run and are left out.
     """
     if engine not in ("browser", "http"):
         raise ValueError(f"unknown engine {engine!r}")
@@ -1106,14 +1107,17 @@ def expected(site: Site, base_url: str, engine: Engine = "browser") -> list[dict
         }
         if engine == "browser":
             data["reviews"] = [rv.as_json() for rv in p.reviews]
+        url = canonical_url(base_url, path)
         records.append(
             {
                 "workflow": WORKFLOW_NAME,
                 "phase": PRODUCT_PHASE,
-                "url": canonical_url(base_url, path),
+                "url": url,
+                "final_url": url,
                 "marker": PRODUCT_MARKER,
                 "depth": depth,
                 "status": 200,
+                "content_type": "text/html",
                 "data": data,
             }
         )

@@ -43,9 +43,11 @@ async def test_one_page(site: SiteServer, tmp_path: Path) -> None:
             "workflow": "test-crawl",
             "phase": "page",
             "url": url,
+            "final_url": url,
             "marker": None,
             "depth": 0,
             "status": 200,
+            "content_type": "text/html",
             "data": {"title": "Aqua Filter 1"},
         }
     ]

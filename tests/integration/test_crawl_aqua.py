@@ -49,6 +49,8 @@ async def crawl_aqua(
     for record in records:
         assert record.pop("execution_id") == result.execution.id
         assert record.pop("fetched_at").endswith("Z")
+        parent = record.pop("parent_url")  # whichever linking page was crawled first
+        assert parent is None or parent.startswith(base)
     summary = json.loads((out_dir / result.export.summary_path).read_text(encoding="utf-8"))
     assert summary["status"] == "completed"
     return records, summary, expected(site, base, engine), expected_counts(site)

@@ -168,7 +168,7 @@ async def test_post_start_crawl_and_read_back_the_records(
     embedded = await asyncio.to_thread(trawl_run, AQUA_HTTP, base, tmp_path / "embedded")
     assert len(served) == len(embedded)
     check_funnel(final, records=len(served))
-    plain = without_run_fields(served)  # execution_id and fetched_at differ per run
+    plain = without_run_fields(served)  # execution_id, fetched_at, parent_url differ per run
     assert plain == without_run_fields(embedded)
     assert plain == expected(site, base, "http")
 

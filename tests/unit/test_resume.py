@@ -51,7 +51,7 @@ from workflows import Workflow, load_workflow_file
 REPO = Path(__file__).resolve().parents[2]
 AQUA_HTTP = REPO / "examples" / "aqua" / "aqua-http.yaml"
 CONCURRENCY = 8
-RUN_FIELDS = ("execution_id", "fetched_at")  # what differs from one run to the next
+from tests.crawling import RUN_FIELDS  # noqa: E402 - what differs from one run to the next
 SUMMARY_KEYS = ("pages", "records", "by_phase", "by_marker", "failures_by_class", "warnings")
 
 

@@ -64,7 +64,11 @@ class OnePage(Fetcher):
     @asynccontextmanager
     async def open(self, request: FetchRequest) -> AsyncIterator[Page]:
         self.fetched.append(request.url)
-        yield Page(url=request.url, html="<html><body><h1>Hello</h1></body></html>")
+        yield Page(
+            url=request.url,
+            html="<html><body><h1>Hello</h1></body></html>",
+            headers={"content-type": "text/html; charset=utf-8"},
+        )
 
 
 def task(path: str) -> Task:
@@ -121,15 +125,18 @@ async def test_a_page_of_a_record_phase_gets_its_record() -> None:
         workflow="test-crawl",
         phase="page",
         url="http://shop.test/a",
+        final_url="http://shop.test/a",
         marker="m",
         depth=1,
         status=200,
+        content_type="text/html",
         fetched_at=datetime(2026, 1, 1, 9, 10, 27, tzinfo=UTC),
         data={"title": "Hello"},
     )
     assert msgspec.json.encode(outcome.record) == (
         b'{"execution_id":"e1","workflow":"test-crawl","phase":"page",'
-        b'"url":"http://shop.test/a","marker":"m","depth":1,"status":200,'
+        b'"url":"http://shop.test/a","final_url":"http://shop.test/a","marker":"m",'
+        b'"parent_url":null,"depth":1,"status":200,"content_type":"text/html",'
         b'"fetched_at":"2026-01-01T09:10:27Z","data":{"title":"Hello"}}'
     )
     assert outcome.result.records == 1
