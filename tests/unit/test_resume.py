@@ -42,6 +42,7 @@ from backends.state import Execution, TaskResult
 from backends.task import Task
 from examples.aqua.generate import build_site
 from examples.aqua.server import make_app
+from tests.crawling import RUN_FIELDS
 from tests.site import SiteServer
 from trawl.cli import main
 from trawl.embedded import STOPPING_NOTE, ResumeError, RunResult, open_fetchers, run_embedded
@@ -51,7 +52,6 @@ from workflows import Workflow, load_workflow_file
 REPO = Path(__file__).resolve().parents[2]
 AQUA_HTTP = REPO / "examples" / "aqua" / "aqua-http.yaml"
 CONCURRENCY = 8
-from tests.crawling import RUN_FIELDS  # noqa: E402 - what differs from one run to the next
 SUMMARY_KEYS = ("pages", "records", "by_phase", "by_marker", "failures_by_class", "warnings")
 
 
