@@ -22,6 +22,7 @@ from typing import TextIO
 
 import msgspec
 
+from backends.blobs import BlobStore
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
 from backends.fetcher import Fetcher
@@ -89,6 +90,13 @@ class RunResult:
     progress: Progress
     export: ExportResult | None
     out_dir: Path
+    location: str = ""  # where the outputs went when not in out_dir (gs://bucket/prefix)
+
+    def where(self, path: str) -> str:
+        """Where an output object (a path relative to the outputs) is, for people."""
+        if self.location:
+            return f"{self.location.rstrip('/')}/{path}"
+        return str(self.out_dir / path)
 
 
 async def run_embedded(
@@ -108,8 +116,12 @@ async def run_embedded(
     resume: bool = False,
     limiter: RateLimiter | None = None,
     host_policy: RatePolicy | None = None,
+    blobs: BlobStore | None = None,
+    location: str = "",
 ) -> RunResult:
-    """Crawl ``workflow`` to completion (or until ``stop``), writing under ``out_dir``.
+    """Crawl ``workflow`` to completion (or until ``stop``), writing under ``out_dir`` (or
+    to ``blobs``, e.g. a GCS bucket named by ``location``, with only the run's state in
+    ``out_dir``).
 
     With ``persist`` the execution's state (seen set, queued tasks, counters) is kept in
     ``<out_dir>/<execution>/state.db`` as the crawl goes; ``resume`` continues the newest
@@ -125,7 +137,7 @@ async def run_embedded(
             seen=store.seen,
             limiter=limiter or MemoryRateLimiter(clock),
             state=store.state,
-            blobs=LocalBlobStore(out_dir),
+            blobs=blobs or LocalBlobStore(out_dir),
         )
         stages = assemble_embedded(
             ports,
@@ -149,7 +161,7 @@ async def run_embedded(
         )
     finally:
         await store.close()
-    return RunResult(ended.execution, ended.progress, ended.export, out_dir)
+    return RunResult(ended.execution, ended.progress, ended.export, out_dir, location)
 
 
 async def _begin(
@@ -292,6 +304,8 @@ async def crawl(
     stream: TextIO | None = None,
     handle_signals: bool = True,
     resume: bool = False,
+    blobs: BlobStore | None = None,
+    location: str = "",
 ) -> RunResult:
     """Run ``workflow`` in this process with a progress display. The first Ctrl-C (or
     SIGTERM) stops cleanly: pages in flight get a short drain, the export of what was done
@@ -326,6 +340,8 @@ async def crawl(
                 stop=stop,
                 on_progress=display.update,
                 resume=resume,
+                blobs=blobs,
+                location=location,
             )
     finally:
         display.close()

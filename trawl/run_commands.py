@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from backends.errors import TrawlError
 from trawl.cli_common import (
@@ -25,6 +26,7 @@ from workflows import Workflow
 from workflows.urls import BadUrl, canonicalize
 
 if TYPE_CHECKING:
+    from backends.blobs import BlobStore
     from trawl.embedded import RunResult
 
 EXIT_INTERRUPTED = 130
@@ -42,7 +44,12 @@ def add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "page failed; 130 interrupted.",
     )
     parser.add_argument("workflow", metavar="WORKFLOW", help="a .yaml, .yml or .json file")
-    parser.add_argument("--out", default="out", help="output directory (default: ./out)")
+    parser.add_argument(
+        "--out",
+        default="out",
+        help="output directory (default: ./out), or gs://BUCKET/PREFIX to write the parts and "
+        "the export to GCS (the run's state then stays in ./.trawl/gs/BUCKET/PREFIX)",
+    )
     parser.add_argument(
         "--engine",
         choices=("http", "browser"),
@@ -77,24 +84,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise CommandError("--concurrency must be at least 1")
     settings = _settings(load_settings)
-    out_dir = Path(args.out)
+    out_dir, location = output_target(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CommandError(f"{out_dir}: cannot create the output directory: {error}") from None
     source = Path(args.workflow).read_text(encoding="utf-8", errors="replace")
     started = time.monotonic()
-    try:
-        result = asyncio.run(
-            crawl(
+
+    async def run() -> RunResult:
+        blobs = open_bucket(location) if location else None
+        try:
+            return await crawl(
                 workflow,
                 out_dir=out_dir,
                 settings=settings,
                 source_text=source,
                 concurrency=args.concurrency,
                 resume=args.resume,
+                blobs=blobs,
+                location=location,
             )
-        )
+        finally:
+            if blobs is not None:
+                await blobs.close()
+
+    try:
+        result = asyncio.run(run())
     except ResumeError as error:
         raise CommandError(str(error)) from None
     except TrawlError as error:
@@ -108,6 +124,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     if reason:
         print(f"trawl: {reason}", file=sys.stderr)
     return code
+
+
+def output_target(out: str) -> tuple[Path, str]:
+    """``--out`` as the local directory for the run (its outputs, or only its state when
+    the outputs go to GCS) and the GCS location ("" for a local run)."""
+    if not out.startswith("gs://"):
+        return Path(out), ""
+    parts = urlsplit(out)
+    bucket, prefix = parts.netloc, parts.path.strip("/")
+    if not bucket or parts.query or parts.fragment:
+        raise CommandError(f"--out {out}: expected gs://BUCKET or gs://BUCKET/PREFIX")
+    state = Path(".trawl") / "gs" / bucket
+    return (state / prefix if prefix else state), f"gs://{bucket}/{prefix}".rstrip("/")
+
+
+def open_bucket(location: str) -> BlobStore:
+    """The GCS blob store of ``gs://bucket/prefix`` (credentials as Google's libraries find
+    them; STORAGE_EMULATOR_HOST for an emulator)."""
+    from backends.gcp.gcs import GcsBlobStore
+
+    try:
+        return GcsBlobStore.from_url(location)
+    except TrawlError as error:
+        raise CommandError(f"--out {location}: {error}") from None
+    except Exception as error:  # no credentials, a malformed bucket name...
+        raise CommandError(f"--out {location}: cannot use the bucket: {error}") from None
 
 
 def print_summary(result: RunResult, elapsed_s: float, stream: TextIO | None = None) -> None:
@@ -128,11 +170,11 @@ def print_summary(result: RunResult, elapsed_s: float, stream: TextIO | None = N
         examples = result.export.warning_examples if result.export is not None else []
         console.print("warnings: " + describe_warnings(p.warnings, examples), soft_wrap=True)
     if result.export is not None:
-        records_file = result.out_dir / result.export.export_path
+        records_file = result.where(result.export.export_path)
         console.print(f"records: {result.export.records} in {records_file}", soft_wrap=True)
-        console.print(f"summary: {result.out_dir / result.export.summary_path}", soft_wrap=True)
+        console.print(f"summary: {result.where(result.export.summary_path)}", soft_wrap=True)
         if result.export.failures:
-            failures_file = result.out_dir / result.export.failures_path
+            failures_file = result.where(result.export.failures_path)
             console.print(
                 f"failed pages: {result.export.failures} in {failures_file}", soft_wrap=True
             )
@@ -155,7 +197,7 @@ def run_verdict(result: RunResult) -> tuple[int, str | None]:
         )
         where = ""
         if result.export is not None and result.export.failures_path:
-            where = f"; see {result.out_dir / result.export.failures_path}"
+            where = f"; see {result.where(result.export.failures_path)}"
         return EXIT_ALL_FAILED, f"every page failed: {failed} failed ({classes}){where}"
     return EXIT_OK, None
 
