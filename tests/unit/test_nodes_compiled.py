@@ -47,15 +47,13 @@ def test_a_spec_is_compiled_once_and_forgotten_with_it() -> None:
 
 
 def test_a_reused_identity_never_finds_a_freed_specs_plan() -> None:
+    # CPython usually hands a freed spec's memory (its id) to the next one; whether it does
+    # depends on what else was allocated, so the test does not count on it, only asserts
+    # that each spec gets its own plan whatever its id.
     plan_of = per_spec(lambda spec: list(spec.fields))
-    identities: set[int] = set()
-    reused = 0
     for i in range(200):
         spec = spec_of({f"f{i}": "h1"})  # the previous spec is freed here
-        reused += id(spec) in identities
-        identities.add(id(spec))
         assert plan_of(spec) == [f"f{i}"]
-    assert reused > 0  # CPython hands freed memory out again: the case this guards
 
 
 async def test_extract_uses_the_plan_of_the_spec_it_is_given() -> None:
