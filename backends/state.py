@@ -1,10 +1,11 @@
-"""The StateStore ports: the control plane's record, in five roles.
+"""The StateStore ports: the control plane's record, in six roles.
 
 ``WorkflowStore`` (workflows and their versions), ``ExecutionStore`` (executions and their
 status), ``KeyStore`` (API keys), ``TaskLedger`` (the task counters that decide completion,
-failures, leases) and ``OutputStore`` (the manifest of output objects). ``StateStore`` is all
-five, which is what each backend implements; code takes the narrowest role it needs, so a
-backend for one role alone (a task ledger elsewhere, say) fits where only that role is used.
+failures, leases), ``OutputStore`` (the manifest of output objects) and ``WebhookOutbox``
+(the webhook call each ended execution owes, until it is delivered or given up). ``StateStore``
+is all six, which is what each backend implements; code takes the narrowest role it needs, so
+a backend for one role alone (a task ledger elsewhere, say) fits where only that role is used.
 
 Completion rests on two idempotent operations. ``add_tasks`` registers the keys of tasks
 about to be published (a key at most once); ``finish_tasks`` records their outcome, and only
@@ -35,6 +36,7 @@ TERMINAL_STATUSES: frozenset[ExecutionStatus] = frozenset({"completed", "cancell
 
 TaskOutcome = Literal["succeeded", "failed", "filtered"]
 OutputKind = Literal["part", "export", "summary"]
+WebhookStatus = Literal["pending", "delivered", "failed"]
 
 
 class _Record(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -207,6 +209,24 @@ class KeyCheck(_Record, frozen=True):
 
     key: ApiKey | None = None
     refused: KeyRefusal | None = None
+
+
+class WebhookDelivery(_Record, frozen=True):
+    """The webhook call an ended execution owes: where it goes, the JSON body (fixed when it
+    was enqueued; each attempt signs it anew), how many attempts were made and when the
+    next one is due. ``status`` ends as delivered (a 2xx) or failed (attempts used up, or
+    the URL refused), with ``finished_at`` and, when it failed, ``last_error``."""
+
+    execution_id: str
+    tenant: str
+    url: str
+    payload: str
+    created_at: datetime
+    next_at: datetime
+    status: WebhookStatus = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    finished_at: datetime | None = None
 
 
 class _Closable(abc.ABC):  # noqa: B024 - a mixin of the role ports, no abstract method
@@ -463,7 +483,47 @@ class OutputStore(_Closable):
         """The manifest, by path."""
 
 
-class StateStore(WorkflowStore, ExecutionStore, KeyStore, TaskLedger, OutputStore):
+class WebhookOutbox(_Closable):
+    """Webhook calls owed by ended executions, one per execution, until delivered or given
+    up (see worker/webhooks.py). Claims keep two workers from sending one call at once."""
+
+    @abc.abstractmethod
+    async def enqueue_webhook(
+        self, execution_id: str, *, tenant: str, url: str, payload: str
+    ) -> bool:
+        """Owe a call to ``url`` with body ``payload`` for ``execution_id``, due now; True if
+        this call enqueued it. Idempotent per execution: once one is enqueued, later calls
+        change nothing and return False."""
+
+    @abc.abstractmethod
+    async def claim_webhooks(self, *, limit: int, lease_s: float) -> list[WebhookDelivery]:
+        """Take up to ``limit`` pending calls that are due (``next_at`` not after now),
+        earliest due first, for an attempt: each one's ``attempts`` goes up by one (the
+        attempt about to be made) and its ``next_at`` moves ``lease_s`` ahead, so no other
+        claim takes it meanwhile; should the claimer die, it is due again after that. The
+        calls as claimed."""
+
+    @abc.abstractmethod
+    async def record_webhook_attempt(
+        self,
+        execution_id: str,
+        *,
+        attempt: int,
+        delivered: bool,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """The outcome of attempt number ``attempt``: delivered; else due again at
+        ``retry_at``, or failed for good when it is None (``error`` says why). Only while
+        the call is pending and that attempt is its last claimed one (a claimer whose lease
+        lapsed changes nothing); True if recorded."""
+
+    @abc.abstractmethod
+    async def get_webhook(self, execution_id: str) -> WebhookDelivery | None:
+        """The execution's webhook call, or None if it owes none."""
+
+
+class StateStore(WorkflowStore, ExecutionStore, KeyStore, TaskLedger, OutputStore, WebhookOutbox):
     """Every role at once: the control plane's record as one backend (Postgres, memory or
     SQLite) keeps it. Code that needs one role takes that role's port."""
 

@@ -33,6 +33,7 @@ from orchestrator.models import (
     StartRequest,
 )
 from orchestrator.services import ServicesDep, Tenant
+from orchestrator.webhook_api import check_webhook
 from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, settle_cancel
 from worker.report import ExecutionReport
 from worker.stall import health_of
@@ -127,6 +128,10 @@ class StartController(Controller):
         params: dict[str, object] = {"set": overrides} if overrides else {}
         workflow = await admit_start(services, tenant, stored.spec_json, overrides)  # 422 if bad
         await check_start_urls(services, workflow.start_urls)
+        webhook = data.webhook if data is not None else None
+        await check_webhook(services, workflow, webhook)  # 422 if refused
+        if webhook is not None:
+            params["webhook"] = webhook  # the execution's own wins over the workflow's
         cap = services.limits.max_running_executions
         try:  # the cap is checked atomically with the creation (concurrent starts included)
             execution = await start_execution(

@@ -60,6 +60,8 @@ class Services:
     admission_slots: TenantGate = field(default_factory=TenantGate)
     streams: StreamSlots = field(default_factory=StreamSlots)
     clock: Clock = field(default_factory=SystemClock)
+    # The deployment's webhook secret (TRAWL_WEBHOOK_SECRET); "": webhooks are refused.
+    webhook_secret: str = ""
 
 
 # How handlers ask for them (Litestar's dependency injection, by name).

@@ -56,6 +56,7 @@ def services_for(settings: Settings, ports: Ports) -> Services:
             queue_window=settings.queue_window,
         ),
         checks=readiness_checks(ports, "orchestrator"),
+        webhook_secret=settings.webhook_secret,
     )
 
 

@@ -24,6 +24,7 @@ from worker.netguard import NetGuard
 from worker.outage import StageFailed
 from worker.runtime import Worker, WorkerOptions
 from worker.service import DrainIncomplete, NotReady, serve_health
+from worker.webhooks import WebhookOptions
 
 log = logging.getLogger("trawl.worker")
 
@@ -49,6 +50,13 @@ def worker_options(settings: Settings, name: str) -> WorkerOptions:
         outage_budget_s=settings.backend_outage_s,
         reconcile_after_s=settings.reconcile_after_s,
         host_policy=settings.host_policy(),
+        webhooks=WebhookOptions(
+            secret=settings.webhook_secret,
+            guard=NetGuard(
+                allow_private=settings.allow_private_networks, allow=settings.allow_networks
+            ),
+            max_attempts=settings.webhook_max_attempts,
+        ),
     )
 
 

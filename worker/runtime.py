@@ -24,6 +24,7 @@ from worker.reconcile import track_leases
 from worker.robots import RobotsCache
 from worker.service import Check, WorkerService
 from worker.supervisor import STATUS_INTERVAL_S, SWEEP_INTERVAL_S, Supervisor
+from worker.webhooks import WebhookOptions
 
 # A Pub/Sub hand-back counts as a delivery attempt (and towards dead-lettering) and holds a
 # flow-control slot while it waits: a politeness denial is waited out in place this long.
@@ -54,6 +55,7 @@ class WorkerOptions:
     host_policy: RatePolicy | None = None  # the ceiling per host across executions
     sweep_interval_s: float = SWEEP_INTERVAL_S
     status_interval_s: float = STATUS_INTERVAL_S
+    webhooks: WebhookOptions | None = None  # None: this worker sends no webhook calls
 
 
 class Worker:
@@ -100,6 +102,7 @@ class Worker:
             reconcile_after_s=options.reconcile_after_s,
             sweep_interval_s=options.sweep_interval_s,
             status_interval_s=options.status_interval_s,
+            webhooks=options.webhooks,
         )
 
     async def run(self, stop: asyncio.Event | None = None, *, until_idle: bool = False) -> None:

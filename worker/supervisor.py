@@ -9,6 +9,10 @@ completion about each execution it knows, in case the worker whose flush finishe
 task died before completing it, then takes its part in the reconciler's round (leases, and
 when it holds the ``sweep`` claim, lost tasks and settled cancels: ``worker/reconcile.py``).
 
+Beside the rounds it runs the worker's webhook sender (``worker/webhooks.py``): woken when
+this worker completes an execution or settles a cancel, when one of its retries falls due,
+and every sweep interval, for calls other processes enqueued.
+
 A backend error in a round is logged and the next round tries again; the pipeline is never
 held up by the supervisor.
 """
@@ -22,6 +26,7 @@ import logging
 from backends.state import TERMINAL_STATUSES
 from worker.assemble import Assembly
 from worker.reconcile import Reconciler
+from worker.webhooks import WebhookOptions, WebhookSender
 
 log = logging.getLogger("trawl.worker")
 
@@ -35,7 +40,7 @@ STATUS_INTERVAL_S = 2.0
 class Supervisor:
     """The status rounds and sweeps of one worker over its assembled ``stages`` (whose
     queue should be a ``LeaseTracker``, see ``worker.reconcile.track_leases``, for the
-    leases to cover what it holds)."""
+    leases to cover what it holds), and with ``webhooks`` its webhook sender."""
 
     def __init__(
         self,
@@ -45,6 +50,7 @@ class Supervisor:
         reconcile_after_s: float = 300.0,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         status_interval_s: float = STATUS_INTERVAL_S,
+        webhooks: WebhookOptions | None = None,
     ) -> None:
         self._stages = stages
         self._sweep_interval_s = sweep_interval_s
@@ -55,9 +61,26 @@ class Supervisor:
             reconcile_after_s=reconcile_after_s,
             interval_s=sweep_interval_s,
         )
+        self.webhooks: WebhookSender | None = None
+        if webhooks is not None:
+            sender = WebhookSender(stages.ports.state, webhooks, poll_s=sweep_interval_s)
+            stages.completion.on_complete(lambda _execution_id, _export: sender.kick())
+            self.webhooks = sender
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Status rounds and sweeps until ``stop`` is set."""
+        """Status rounds and sweeps (and the webhook sender) until ``stop`` is set."""
+        sending = None
+        if self.webhooks is not None:
+            sending = asyncio.create_task(self.webhooks.run(stop), name="webhooks")
+        try:
+            await self._rounds(stop)
+        finally:
+            if sending is not None:
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+
+    async def _rounds(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()  # after the first status round: others see it runs
         while not stop.is_set():
@@ -102,3 +125,5 @@ class Supervisor:
             await self.reconciler.round()
         except Exception as exc:  # a backend hiccup: the next sweep tries again
             log.warning("reconcile sweep failed: %s", exc)
+        if self.webhooks is not None:
+            self.webhooks.kick()  # a cancel settled in this round owes its call

@@ -40,6 +40,12 @@ DESCRIPTIONS: dict[type[msgspec.Struct], dict[str, str]] = {
         "429, 5xx, browser crash) is tried.",
         "phases": "The stages of the crawl: every page is fetched in one phase, whose nodes "
         "run on it.",
+        "webhook": "Where a signed POST goes when an execution ends (distributed mode; "
+        "trawl run sends none). An execution's start may name its own instead.",
+    },
+    spec.Webhook: {
+        "url": "An absolute http(s) URL. It gets one JSON POST per execution, signed with "
+        "HMAC-SHA256 (Trawl-Signature), retried with backoff until a 2xx.",
     },
     spec.Scope: {
         "allowed_domains": "Hosts a URL may have: a host name, an IP address, or *.domain "

@@ -27,6 +27,8 @@ def check_semantics(workflow: Workflow) -> list[Problem]:
         found.add(paths.index("scope.allowed_domains", i), checks.domain_error(domain))
     found.regexes("scope.include", scope.include)
     found.regexes("scope.exclude", scope.exclude)
+    if workflow.webhook is not None:
+        workflow.webhook.check("webhook", found)
     _check_graph(workflow, found.problems)
     for i, phase in enumerate(workflow.phases):
         _check_phase(workflow, phase, paths.index("phases", i), found)

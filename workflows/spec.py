@@ -87,6 +87,18 @@ class Retries(_Spec, frozen=True):
     backoff_s: NonNegFloat = 1.0
 
 
+class Webhook(_Spec, frozen=True):
+    """Where a signed POST goes when an execution of the workflow ends (docs/webhooks.md)."""
+
+    url: NonEmptyStr
+
+    def check(self, path: str, found: Findings) -> None:
+        """An absolute http(s) URL with a host, as start URLs are."""
+        from workflows.checks import start_url_error  # validation only: keeps imports light
+
+        found.add(f"{path}.url", start_url_error(self.url))
+
+
 class Field(_Spec, frozen=True):
     """One extracted value: where it is, how to read it, what type it has."""
 
@@ -348,6 +360,7 @@ class Workflow(_Spec, frozen=True):
     fetch: FetchSettings = FetchSettings()
     retries: Retries = Retries()
     start_phase: PhaseName | None = None
+    webhook: Webhook | None = None
 
     @property
     def first_phase(self) -> str:

@@ -32,6 +32,7 @@ from backends.state import (
     StoredWorkflow,
     TaskResult,
     WarningExample,
+    WebhookDelivery,
     key_id_of,
     nest_funnel,
 )
@@ -85,6 +86,7 @@ class MemoryStateStore(StateStore):
         self._tasks: dict[str, _Tasks] = {}
         self._keys: dict[str, ApiKey] = {}  # by hash
         self._claims: dict[str, tuple[str, datetime, datetime]] = {}  # owner, at, until
+        self._webhooks: dict[str, WebhookDelivery] = {}  # by execution
 
     # -- workflows
 
@@ -502,6 +504,67 @@ class MemoryStateStore(StateStore):
         if tasks is None:
             return []
         return sorted(tasks.outputs.values(), key=lambda output: output.path)
+
+    # -- webhooks
+
+    async def enqueue_webhook(
+        self, execution_id: str, *, tenant: str, url: str, payload: str
+    ) -> bool:
+        if execution_id in self._webhooks:
+            return False
+        now = self._clock.wall()
+        self._webhooks[execution_id] = WebhookDelivery(
+            execution_id=execution_id,
+            tenant=tenant,
+            url=url,
+            payload=payload,
+            created_at=now,
+            next_at=now,
+        )
+        return True
+
+    async def claim_webhooks(self, *, limit: int, lease_s: float) -> list[WebhookDelivery]:
+        now = self._clock.wall()
+        due = sorted(
+            (d for d in self._webhooks.values() if d.status == "pending" and d.next_at <= now),
+            key=lambda d: (d.next_at, d.execution_id),
+        )[: max(limit, 0)]
+        until = now + timedelta(seconds=lease_s)
+        claimed = []
+        for delivery in due:
+            taken = msgspec.structs.replace(delivery, attempts=delivery.attempts + 1, next_at=until)
+            self._webhooks[delivery.execution_id] = taken
+            claimed.append(taken)
+        return claimed
+
+    async def record_webhook_attempt(
+        self,
+        execution_id: str,
+        *,
+        attempt: int,
+        delivered: bool,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        delivery = self._webhooks.get(execution_id)
+        if delivery is None or delivery.status != "pending" or delivery.attempts != attempt:
+            return False
+        now = self._clock.wall()
+        if delivered:
+            changes: dict[str, object] = {
+                "status": "delivered",
+                "last_error": None,
+                "finished_at": now,
+            }
+        elif retry_at is not None:
+            changes = {"next_at": retry_at, "last_error": error}
+        else:
+            changes = {"status": "failed", "last_error": error, "finished_at": now}
+        self._webhooks[execution_id] = msgspec.structs.replace(delivery, **changes)
+        return True
+
+    async def get_webhook(self, execution_id: str) -> WebhookDelivery | None:
+        return self._webhooks.get(execution_id)
 
 
 def _keep_warning_examples(tasks: _Tasks, result: TaskResult) -> None:

@@ -20,7 +20,7 @@ import msgspec
 
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
-from backends.postgres import reconcile, tasks, warning_examples
+from backends.postgres import reconcile, tasks, warning_examples, webhooks
 from backends.postgres.pool import PostgresPool
 from backends.state import (
     TERMINAL_STATUSES,
@@ -37,6 +37,7 @@ from backends.state import (
     StoredWorkflow,
     TaskResult,
     WarningExample,
+    WebhookDelivery,
     key_id_of,
 )
 
@@ -458,6 +459,62 @@ class PostgresStateStore(StateStore):
             " WHERE execution_id = $1 ORDER BY path"
         )
         return [OutputObject(**row) for row in await self._fetch(query, execution_id)]
+
+    # -- webhooks
+
+    async def enqueue_webhook(
+        self, execution_id: str, *, tenant: str, url: str, payload: str
+    ) -> bool:
+        now = self._clock.wall()
+
+        async def op(conn: Connection) -> Any:
+            return await conn.fetchval(webhooks.ENQUEUE, execution_id, tenant, url, payload, now)
+
+        # Not idempotent in its answer: run again after a lost commit, it says "not new".
+        return await self.pool.run(op, idempotent=False) is not None
+
+    async def claim_webhooks(self, *, limit: int, lease_s: float) -> list[WebhookDelivery]:
+        if limit <= 0:
+            return []
+        now = self._clock.wall()
+        until = now + timedelta(seconds=lease_s)
+
+        async def op(conn: Connection) -> list[WebhookDelivery]:
+            rows = await conn.fetch(webhooks.CLAIM, now, limit, until)
+            return [webhooks.delivery(row) for row in rows]
+
+        # Not idempotent: a second run would claim another attempt.
+        claimed = await self.pool.run(op, idempotent=False)
+        return sorted(claimed, key=lambda d: (d.next_at, d.execution_id))
+
+    async def record_webhook_attempt(
+        self,
+        execution_id: str,
+        *,
+        attempt: int,
+        delivered: bool,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        now = self._clock.wall()
+        if delivered:
+            status, next_at, error, finished_at = "delivered", None, None, now
+        elif retry_at is not None:
+            status, next_at, finished_at = "pending", retry_at, None
+        else:
+            status, next_at, finished_at = "failed", None, now
+        args = (execution_id, attempt, status, next_at, error, finished_at)
+
+        async def op(conn: Connection) -> Any:
+            return await conn.fetchval(webhooks.RECORD, *args)
+
+        # Idempotent in effect (the same values again); a second run after a lost commit
+        # of a final outcome answers False, which callers only log.
+        return await self.pool.run(op, idempotent=True) is not None
+
+    async def get_webhook(self, execution_id: str) -> WebhookDelivery | None:
+        row = await self._fetchrow(webhooks.GET, execution_id)
+        return None if row is None else webhooks.delivery(row)
 
     # -- single statements
 

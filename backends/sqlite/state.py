@@ -6,8 +6,8 @@ outputs) is appended to the ``events`` table with the wall time it happened at. 
 store on an existing file replays those events through the same in-memory logic, with the
 clock showing each event's recorded time, so counters, failures, executions and their
 timestamps come back exactly as they were. What only distributed workers use (leases,
-claims, freezing a cancelled execution's counters) stays in memory: a resumed execution
-starts unfrozen.
+claims, freezing a cancelled execution's counters, the webhook outbox, which ``trawl run``
+never sends from) stays in memory: a resumed execution starts unfrozen.
 """
 
 from __future__ import annotations

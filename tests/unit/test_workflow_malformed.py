@@ -459,8 +459,8 @@ def test_one_document_reports_all_structural_problems_at_once() -> None:
         'name: must match ^[a-z0-9][a-z0-9-]{1,62}$, got "Bad Name"',
         'max_depth: expected an integer, got string "deep"',
         "politness: unknown key 'politness' (expected one of: engine, fetch, max_depth, "
-        "max_pages, name, phases, politeness, retries, scope, start_phase, start_urls); "
-        "did you mean 'politeness'?",
+        "max_pages, name, phases, politeness, retries, scope, start_phase, start_urls, "
+        "webhook); did you mean 'politeness'?",
         "phases[0].nodes[0].selectr: unknown key 'selectr' (expected one of: attr, limit, "
         "marker, selector, type); did you mean 'selector'?",
         "phases[0].nodes[0].limit: must be >= 0",
