@@ -82,13 +82,14 @@ def trawl_command(engine: str) -> Callable[[str, Path, int], tuple[list[str], di
 
 
 def read_trawl(work: Path) -> list[Record]:
+    from trawl.local_outputs import exported_records
+
     records: list[Record] = []
-    for export in sorted((work / "out").glob("*/export/records.jsonl")):
-        with export.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    record = json.loads(line)
-                    records.append((record["url"], (record.get("data") or {}).get("title")))
+    for manifest in sorted((work / "out").glob("*/export/manifest.json")):
+        records.extend(
+            (record["url"], (record.get("data") or {}).get("title"))
+            for record in exported_records(manifest.parent.parent)
+        )
     return records
 
 

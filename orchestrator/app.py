@@ -21,9 +21,11 @@ from orchestrator.executions_api import (
 from orchestrator.exports_api import ExportsController
 from orchestrator.health_api import healthz, readyz
 from orchestrator.keys_api import KeysController
+from orchestrator.objects_api import ObjectsController
 from orchestrator.openapi import refine
 from orchestrator.preview_api import PreviewController
 from orchestrator.services import Services
+from orchestrator.webhook_api import WebhookController
 from orchestrator.workflows_api import WorkflowsController
 from workflows.version import __version__
 
@@ -34,8 +36,10 @@ AUTHENTICATED = (
     ExecutionListController,
     ExecutionsController,
     ExportsController,
+    ObjectsController,
     PreviewController,
     KeysController,
+    WebhookController,
 )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trawl.embedded import RunResult, open_fetchers, run_embedded
+from trawl.local_outputs import exported_records
 from trawl.settings import Settings
 from workflows import Workflow, validate_data
 
@@ -86,10 +87,7 @@ class Export:
 
     def records_without_run_fields(self) -> list[dict[str, Any]]:
         """The records minus what differs per run (execution_id, fetched_at)."""
-        return [
-            {k: v for k, v in r.items() if k not in RUN_FIELDS}
-            for r in self.records
-        ]
+        return [{k: v for k, v in r.items() if k not in RUN_FIELDS} for r in self.records]
 
     def titles(self) -> dict[str, Any]:
         """url -> data.title of each record."""
@@ -99,10 +97,8 @@ class Export:
 def read_export(result: RunResult) -> Export:
     """The export files of a finished run, as a user would read them."""
     assert result.export is not None, f"no export written (status {result.execution.status})"
-    records_file = result.out_dir / result.export.export_path
     summary_file = result.out_dir / result.export.summary_path
-    lines = records_file.read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
+    records = exported_records(result.out_dir / result.execution.id)
     return Export(records, json.loads(summary_file.read_text(encoding="utf-8")))
 
 

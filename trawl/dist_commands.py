@@ -1,5 +1,5 @@
-"""The distributed commands: ``migrate``, ``worker``, ``orchestrator``, ``keys``, ``submit``,
-``status``, ``export``.
+"""The distributed commands: ``migrate``, ``worker``, ``orchestrator``, ``keys``,
+``webhooks``, ``submit``, ``status``, ``export``.
 
 They read their settings from the environment (TRAWL_*, PUBSUB_EMULATOR_HOST,
 STORAGE_EMULATOR_HOST) and talk to the real backends. A backend that cannot be reached is
@@ -75,6 +75,7 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     p.set_defaults(handler=cmd_orchestrator)
 
     _add_keys(commands)
+    _add_webhooks(commands)
 
     p = commands.add_parser("failures", help="an execution's failed tasks and dead letters")
     failures = p.add_subparsers(title="failures commands", metavar="COMMAND", required=True)
@@ -145,10 +146,20 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--after", type=float, default=None, metavar="S")
     p.set_defaults(handler=cmd_reconcile)
 
-    p = commands.add_parser("export", help="read an execution's export")
+    p = commands.add_parser(
+        "export",
+        help="read an execution's export",
+        description="Its records, each once: JSON lines or CSV (every phase, phase by phase, "
+        "each by URL), or one phase's Parquet file. Prints how many on stderr with -o.",
+    )
     p.add_argument("execution_id", metavar="ID", help=LOCAL_RUN_HELP)
-    p.add_argument("--out", help="a file (default: stdout)")
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("-o", "--out", metavar="FILE", help="a file (default: stdout)")
+    p.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl")
+    p.add_argument(
+        "--phase",
+        metavar="P",
+        help="only this phase's records (Parquet: required when several phases have records)",
+    )
     p.set_defaults(handler=cmd_export)
 
 
@@ -184,6 +195,34 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     k.add_argument("key_id", metavar="ID", help="the key's id, as `trawl keys list` shows it")
     k.set_defaults(handler=cmd_keys_revoke)
+
+
+def _add_webhooks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``trawl webhooks secret``."""
+    p = commands.add_parser("webhooks", help="webhook signing secrets")
+    hooks = p.add_subparsers(title="webhooks commands", metavar="COMMAND", required=True)
+    w = hooks.add_parser(
+        "secret",
+        help="print the secret a tenant's webhook calls are signed with",
+        description="Print the secret a tenant's webhook calls are signed with, derived "
+        "from TRAWL_WEBHOOK_SECRET (the tenant reads the same from GET /v1/webhook-secret). "
+        "No backend is contacted.",
+    )
+    w.add_argument("--tenant", required=True, help="the tenant's name")
+    w.set_defaults(handler=cmd_webhooks_secret)
+
+
+def cmd_webhooks_secret(args: argparse.Namespace) -> int:
+    from worker.webhook_signing import SECRET_SETTING, tenant_secret
+
+    tenant = args.tenant.strip()
+    if not tenant:
+        raise CommandError("--tenant must not be empty")
+    secret = _settings().webhook_secret
+    if not secret:
+        raise CommandError(f"{SECRET_SETTING} is not set: this deployment sends no webhooks")
+    print(tenant_secret(secret, tenant))
+    return EXIT_OK
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -333,22 +372,37 @@ def _print_status(report: dict[str, Any]) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from backends.errors import InvalidInputError
     from trawl import local_outputs
     from trawl.status import export_lines
 
     local = local_outputs.is_local(args.execution_id)
     if local:
         local_outputs.execution_dir(args.execution_id)  # no file written for a bad directory
+    if args.format == "parquet" and not args.out and sys.stdout.isatty():
+        raise CommandError("Parquet is binary: give -o FILE, or redirect stdout")
     settings = None if local else _settings()
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    sys.stdout.flush()  # the records go to its bytes, after anything printed before
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     try:
         if settings is None:
-            count = local_outputs.cmd_export(args.execution_id, args.format, out)
+            count = local_outputs.cmd_export(args.execution_id, args.format, out, args.phase)
         else:
-            count = _run(lambda: export_lines(settings, args.execution_id, args.format, out))
+            count = _run(
+                lambda: export_lines(settings, args.execution_id, args.format, out, args.phase)
+            )
+    except (InvalidInputError, CommandError) as error:
+        if args.out:  # nothing half-written is left behind
+            out.close()
+            Path(args.out).unlink(missing_ok=True)
+        if isinstance(error, CommandError):
+            raise
+        raise CommandError(str(error), 1) from None
     finally:
         if args.out:
             out.close()
+        else:
+            out.flush()
     if args.out:
         print(f"{count} records in {args.out}", file=sys.stderr)
     return EXIT_OK

@@ -1,18 +1,20 @@
 """``trawl status``, ``trawl failures list`` and ``trawl export`` on an embedded run's output.
 
-``trawl run --out DIR`` writes ``DIR/<execution>/export/`` (records.jsonl, summary.json,
-failures.jsonl). These commands take ``DIR`` (its newest execution) or ``DIR/<execution>``
-in place of an execution id and read those files: no Postgres, no cloud storage.
+``trawl run --out DIR`` writes ``DIR/<execution>/export/`` (manifest.json, summary.json,
+failures.jsonl and the datasets under records/). These commands take ``DIR`` (its newest
+execution) or ``DIR/<execution>`` in place of an execution id and read those files: no
+Postgres, no cloud storage. ``exported_records`` reads a run's records back in one call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import gzip
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -20,11 +22,11 @@ from backends.local import LocalBlobStore
 from backends.state import WarningExample
 from trawl.cli_common import EXIT_OK, CommandError
 from worker.export import describe_warnings
-from worker.export_read import write_export
+from worker.export_read import with_phase, write_export
 
 EXPORT_DIR = "export"
 SUMMARY = "summary.json"
-RECORDS = "records.jsonl"
+MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
 
 
@@ -122,13 +124,33 @@ def cmd_failures_list(target: str, *, limit: int) -> int:
     return EXIT_OK
 
 
-def cmd_export(target: str, fmt: str, out: TextIO) -> int:
-    """Write the run's records to ``out`` as JSONL or CSV; the count."""
+def cmd_export(target: str, fmt: str, out: BinaryIO, phase: str | None = None) -> int:
+    """Write the run's records (of ``phase``, or all) to ``out`` as JSONL, CSV or Parquet;
+    the count."""
     run = execution_dir(target)
-    if not (run / EXPORT_DIR / RECORDS).is_file():
-        raise CommandError(f"{run / EXPORT_DIR / RECORDS}: no such file", 1)
-    return asyncio.run(_export(run, fmt, out))
+    if not (run / EXPORT_DIR / MANIFEST).is_file():
+        raise CommandError(f"{run / EXPORT_DIR / MANIFEST}: no such file", 1)
+    return asyncio.run(write_export(LocalBlobStore(run.parent), run.name, fmt, out, phase))
 
 
-async def _export(run: Path, fmt: str, out: TextIO) -> int:
-    return await write_export(LocalBlobStore(run), f"{EXPORT_DIR}/{RECORDS}", fmt, out)
+def exported_lines(run: Path, phase: str | None = None) -> list[str]:
+    """The records a local run exported (``DIR/<execution>``), as JSON lines, phase by phase
+    and by URL: what ``trawl export`` prints."""
+    export = run / EXPORT_DIR
+    manifest = json.loads((export / MANIFEST).read_text(encoding="utf-8"))
+    out: list[str] = []
+    for file in manifest["files"]:
+        if file["format"] != "jsonl" or (phase is not None and file["phase"] != phase):
+            continue
+        body = gzip.decompress((export / file["path"]).read_bytes())
+        out.extend(
+            with_phase(line, file["phase"]).decode("utf-8")
+            for line in body.split(b"\n")
+            if line.strip()
+        )
+    return out
+
+
+def exported_records(run: Path, phase: str | None = None) -> list[dict[str, Any]]:
+    """``exported_lines`` decoded."""
+    return [json.loads(line) for line in exported_lines(run, phase)]

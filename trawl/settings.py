@@ -81,6 +81,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # rest wait in Postgres until finishes make room); 0 turns the window off. Fixed per
     # execution when it starts.
     queue_window: int = 1000
+    # Webhooks (docs/webhooks.md): the deployment's secret, from which each tenant's signing
+    # secret is derived (unset: the orchestrator refuses webhooks), and how many attempts a
+    # call gets (waiting 1 s, 2 s, 4 s... between them) before it has failed.
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 8
+    # Exports (docs/exports.md): a dataset file is finished once its JSON lines reach this
+    # many bytes, uncompressed (its Parquet and gzip, a tenth of that, are in memory while
+    # it is written); and whether gzipped CSV is written beside JSON lines and Parquet. The
+    # export reads them from the environment (worker/export/build.py, ExportOptions).
+    export_file_bytes: int = 64 * 1024 * 1024
+    export_csv: bool = False
 
     def host_policy(self) -> RatePolicy | None:
         """The deployment-wide per-host limit, or None when there is none."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from backends.blobs import BlobNotFound, BlobStore
 from backends.clock import SystemClock
@@ -15,7 +15,6 @@ from backends.state import Execution, Progress, StateStore
 from trawl.settings import Settings
 from worker.completion import Completion
 from worker.export_read import write_export
-from worker.paths import export_path
 from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, reconcile, settle_cancel
 from worker.report import OK, ExecutionReport, Health
 from worker.stall import health_of
@@ -116,8 +115,11 @@ async def reconcile_now(
     return execution, count
 
 
-async def export_lines(settings: Settings, execution_id: str, fmt: str, out: TextIO) -> int:
-    """Write the export of a finished execution to ``out`` as JSONL or CSV; the count."""
+async def export_lines(
+    settings: Settings, execution_id: str, fmt: str, out: BinaryIO, phase: str | None = None
+) -> int:
+    """Write the export of a finished execution (of ``phase``, or all) to ``out`` as JSONL,
+    CSV or Parquet; the count."""
     from trawl.distributed import make_blobs, open_state
 
     async with open_state(settings) as state:
@@ -131,7 +133,7 @@ async def export_lines(settings: Settings, execution_id: str, fmt: str, out: Tex
         )
     blobs = make_blobs(settings)
     try:
-        return await write_export(blobs, export_path(execution_id), fmt, out)
+        return await write_export(blobs, execution_id, fmt, out, phase)
     except BlobNotFound:
         raise InvalidInputError(f"execution {execution_id} has no export") from None
     finally:

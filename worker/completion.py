@@ -5,7 +5,8 @@ moves the execution from running to completed with a compare-and-set. The export
 first so that a worker dying in between leaves a running execution that the next check
 completes, never a completed one without its export. Two workers finishing at once may both
 build it: the export is a deterministic function of the part files, so both write the same
-objects under the same names, and only one of them wins the status change.
+objects under the same names, and only one of them wins the status change. The winner
+enqueues the execution's webhook call, if it names one (``worker/webhooks.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from backends.blobs import BlobStore
 from backends.clock import Clock, SystemClock
 from backends.state import StateStore
 from worker.export import ExportResult, build_export
+from worker.webhooks import enqueue_call
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class Completion:
         result = await build_export(self._blobs, self._state, done)
         if not await self._state.transition(execution_id, "completed", from_statuses={"running"}):
             return False
+        await enqueue_call(self._state, self._blobs, done, records=result.records)
         self._announce(execution_id, result)
         return True
 

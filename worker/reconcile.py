@@ -16,7 +16,8 @@ Cancels. A cancel moves the execution to ``cancelled`` at once; workers see it w
 status round, stop taking its tasks and lease the ones they still hold. Once no task of it
 is leased and ``CANCEL_SETTLE_S`` have passed since the cancel, its counters are frozen
 (nothing counts after that) and the export is built from the part files then written: the
-counts and the export agree, and stay as they are.
+counts and the export agree, and stay as they are. Whoever writes that export enqueues the
+execution's webhook call, if it names one (``worker/webhooks.py``).
 
 Turns. Each sweep round one worker (whoever holds the ``sweep`` claim) looks at the
 executions that need it, so a hundred workers do not reclaim the same tasks at once.
@@ -42,6 +43,7 @@ from worker.assemble import Ports
 from worker.completion import Completion
 from worker.context import queue_window
 from worker.paths import summary_path
+from worker.webhooks import enqueue_call
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +182,8 @@ async def settle_cancel(
         await state.freeze(execution_id)  # False: another process froze it meanwhile
     elif await blobs.exists(summary_path(execution_id)):
         return True
-    await Completion(state, blobs).finalize(execution_id)
+    result = await Completion(state, blobs).finalize(execution_id)
+    await enqueue_call(state, blobs, execution, records=result.records)
     return True
 
 

@@ -44,11 +44,15 @@ DEFAULT_PROJECT = "trawl-local"  # what an emulator is given; real GCS takes the
 T = TypeVar("T")
 
 # What readers of the bucket (the console, gsutil, a browser) are told an object holds.
+# Gzipped exports (.jsonl.gz, .csv.gz) are stored as gzip, without a Content-Encoding: GCS
+# would otherwise decompress them on download and ranged reads would break.
 _CONTENT_TYPES = {
     ".json": "application/json",
     ".jsonl": "application/x-ndjson",
     ".csv": "text/csv",
     ".txt": "text/plain",
+    ".gz": "application/gzip",
+    ".parquet": "application/vnd.apache.parquet",
 }
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 RETRY_FIRST_DELAY_S = 0.5

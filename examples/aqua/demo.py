@@ -90,19 +90,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _show(out: Path) -> None:
-    exports = sorted(out.glob("*/export/records.jsonl"), key=lambda p: p.stat().st_mtime)
+    from trawl.local_outputs import exported_records
+
+    exports = sorted(out.glob("*/export/manifest.json"), key=lambda p: p.stat().st_mtime)
     if not exports:
         print(f"demo: no export under {out}", file=sys.stderr)
         return
-    records = exports[-1]
-    with records.open(encoding="utf-8") as lines:
-        first = json.loads(next(lines))
+    manifest = exports[-1]
+    records = exported_records(manifest.parent.parent)
     print()
-    print(f"Records:  {records}")
-    print(f"Summary:  {records.with_name('summary.json')}")
-    print(f"Parts:    {records.parent.parent / 'parts'}/")
-    print("One record:")
-    print(json.dumps(first, indent=2, ensure_ascii=False))
+    print(f"Records:  {manifest.parent / 'records'}/ (phase=<phase>/part-*.jsonl.gz, .parquet)")
+    print(f"Manifest: {manifest}")
+    print(f"Summary:  {manifest.with_name('summary.json')}")
+    print(f"Parts:    {manifest.parent.parent / 'parts'}/")
+    print(f"Read it:  trawl export {manifest.parent.parent} [--format csv|parquet -o FILE]")
+    if records:
+        print("One record:")
+        print(json.dumps(records[0], indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

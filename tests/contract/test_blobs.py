@@ -138,6 +138,16 @@ async def test_iter_chunks_streams_the_object(blob_env: Env[BlobStore]) -> None:
     assert [c async for c in store.iter_chunks("big")] == [data]
 
 
+async def test_iter_chunks_of_an_empty_or_missing_object(blob_env: Env[BlobStore]) -> None:
+    """What the export's sort and readers rely on: nothing for an empty object, and
+    BlobNotFound (not an empty stream) for a missing one."""
+    store = blob_env.adapter
+    await store.write("empty.jsonl", b"")
+    assert [c async for c in store.iter_chunks("empty.jsonl", chunk_size=7)] == []
+    with pytest.raises(BlobNotFound):
+        _ = [c async for c in store.iter_chunks("missing.parquet")]
+
+
 @pytest.mark.parametrize("bad", BAD_PATHS)
 async def test_bad_names_are_rejected(blob_env: Env[BlobStore], bad: str) -> None:
     store = blob_env.adapter

@@ -19,6 +19,7 @@ import pytest
 from examples.aqua.generate import Engine, build_site, expected, expected_counts
 from examples.aqua.server import serve
 from trawl.embedded import crawl
+from trawl.local_outputs import exported_lines
 from trawl.settings import Settings
 from workflows import load_workflow_file
 
@@ -44,7 +45,7 @@ async def crawl_aqua(
         )
     assert result.execution.status == "completed", progress.getvalue()
     assert result.export is not None
-    lines = (out_dir / result.export.export_path).read_text(encoding="utf-8").splitlines()
+    lines = exported_lines(out_dir / result.execution.id)
     records = [json.loads(line) for line in lines]
     for record in records:
         assert record.pop("execution_id") == result.execution.id

@@ -23,6 +23,7 @@ from tests.services import free_port
 from tests.services.gcs import gcs_emulator
 from tests.services.postgres import postgres_database, private_pgbouncer
 from tests.services.pubsub import pubsub_emulator
+from trawl.local_outputs import exported_records
 
 __all__ = ["cluster", "gcs_emulator", "postgres_database", "private_pgbouncer", "shop"]
 __all__ += ["pubsub_emulator"]
@@ -120,8 +121,8 @@ def trawl_run(workflow: Path, base: str, out: Path) -> list[dict[str, Any]]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    [records_file] = out.glob("*/export/records.jsonl")
-    return [json.loads(line) for line in records_file.read_text().splitlines() if line]
+    [manifest] = out.glob("*/export/manifest.json")
+    return exported_records(manifest.parent.parent)
 
 
 async def test_post_start_crawl_and_read_back_the_records(

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from bench import distributed, docsite, memory, run, serve
+from bench import distributed, docsite, export, memory, run, serve
 from tests.services.gcs import gcs_emulator
 from tests.services.pubsub import pubsub_emulator
 
@@ -97,6 +97,14 @@ def test_distributed_report_reproduces_the_published_round_trips() -> None:
     assert table in (RESULTS / "distributed.md").read_text()
 
 
+def test_export_report_reproduces_the_published_comparison() -> None:
+    [newest] = sorted(RESULTS.glob("export-*.json"))[-1:]
+    result = json.loads(newest.read_text())
+    assert export.markdown(result) == (RESULTS / "export.md").read_text()
+    assert result["records"] == 1_000_000
+    assert result["builds"]["streamed"]["peak_rss_mb"] < export.RSS_GOAL_MB
+
+
 # --- integration: each entry point on a tiny site -----------------------------------------------
 
 
@@ -156,3 +164,13 @@ def test_distributed_counts_round_trips(
     assert figures["redis_per_page"] > 0 and figures["postgres_xacts_per_page"] > 0
     assert figures["pubsub_per_page"]["acks"] > 0
     assert any(line.startswith(f"| 1 | {TINY} |") for line in out)
+
+
+@pytest.mark.integration
+def test_export_builds_both_ways(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each build in a child process of its own, on a tiny synthetic execution."""
+    assert export.main(["--records", "2000", "--no-save"]) == 0
+
+    report = capsys.readouterr().out
+    assert "| streamed | 2,000 |" in report
+    assert "| in-memory | 2,000 |" in report

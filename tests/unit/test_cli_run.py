@@ -6,6 +6,7 @@ through ``trawl.cli.main`` except for Ctrl-C, which is a real SIGINT to a child 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -45,6 +46,16 @@ phases:
     return path
 
 
+def dataset_lines(folder: Path) -> list[str]:
+    """The records of an export's folder: one dataset per phase, gzipped JSON lines (beside
+    the same rows in Parquet)."""
+    return [
+        line
+        for part in sorted(folder.glob("phase=*/*.jsonl.gz"))
+        for line in gzip.decompress(part.read_bytes()).decode("utf-8").splitlines()
+    ]
+
+
 def test_run_completes_with_summary_and_records_path(
     site: SiteServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -68,7 +79,7 @@ def test_run_completes_with_summary_and_records_path(
     (records_line,) = [line for line in err.splitlines() if line.startswith("records: ")]
     count, _, path = records_line.removeprefix("records: ").partition(" in ")
     assert count == "30"
-    records = Path(path).read_text(encoding="utf-8").splitlines()
+    records = dataset_lines(Path(path))
     assert len(records) == 30
     assert Path(path).is_relative_to(out)
     (summary_line,) = [line for line in err.splitlines() if line.startswith("summary: ")]
@@ -198,7 +209,7 @@ def test_sigint_stops_the_run_cancelled_with_its_export(site: SiteServer, tmp_pa
     assert "crawl cancelled in " in err
     (records_line,) = [line for line in err.splitlines() if line.startswith("records: ")]
     count, _, path = records_line.removeprefix("records: ").partition(" in ")
-    records = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    records = [json.loads(line) for line in dataset_lines(Path(path))]
     assert len(records) == int(count) >= 3
     summary = json.loads(Path(path).with_name("summary.json").read_text())
     assert summary["status"] == "cancelled"

@@ -86,6 +86,11 @@ _TUNABLE = {
     "docs/operations.md",
     "TRAWL_RECONCILE_AFTER_S": "when lost tasks are re-published (300 s); docs/distributed.md",
     "TRAWL_STALL_AFTER_S": "when an execution shows as stalled (180 s); docs/distributed.md",
+    "TRAWL_WEBHOOK_SECRET": "a secret: unset, webhooks are refused; an operator who wants "
+    "them sets it (from a secret store) on the orchestrator and the workers; docs/webhooks.md",
+    "TRAWL_WEBHOOK_MAX_ATTEMPTS": "attempts of a webhook call (8); docs/webhooks.md",
+    "TRAWL_EXPORT_FILE_BYTES": "dataset files rolled at 64 MiB of JSON; docs/exports.md",
+    "TRAWL_EXPORT_CSV": "gzipped CSV beside JSON lines and Parquet (off); docs/exports.md",
 }
 _EVERYWHERE.update(_TUNABLE)
 _NO_BROWSER = {"TRAWL_CHROMIUM_PATH": "the orchestrator image has no browser"}

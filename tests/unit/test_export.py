@@ -9,6 +9,7 @@ from pathlib import Path
 from backends.local import LocalBlobStore
 from backends.memory import MemoryStateStore
 from backends.state import Execution
+from trawl.local_outputs import exported_records
 from worker.export import build_export
 from worker.paths import part_path
 
@@ -34,8 +35,7 @@ async def test_duplicates_keep_the_shallowest_copy_then_the_first(tmp_path: Path
     )
     result = await build_export(blobs, state, execution)
     assert (result.records, result.duplicates_dropped) == (2, 2)
-    lines = (tmp_path / result.export_path).read_bytes().splitlines()
-    exported = [json.loads(line) for line in lines]
+    exported = exported_records(tmp_path / "ex-1")
     assert [(r["url"], r["depth"], r["data"]["title"]) for r in exported] == [
         ("http://h/x", 2, "shallow"),
         ("http://h/y", 1, "first"),

@@ -21,7 +21,7 @@ from nodes.page import Page
 from tests.crawling import make_workflow
 from tests.processing import one_processor
 from trawl import logs
-from worker.export_read import csv_chunks
+from worker.export_read import csv_chunks, lines
 from workflows.redact import redact_text, redact_url, use_params
 
 SECRET_URL = "https://bob:hunter2@shop.example/a?page=2&access_token=abc123&X-Amz-Signature=f00"
@@ -66,7 +66,7 @@ async def test_csv_cells_that_would_be_formulas_are_text(tmp_path: Path) -> None
         {**rest, "url": "http://shop.example/3", "data": {"title": "@SUM(A1)", "price": 4}},
     ]
     await blobs.write("export.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
-    text = "".join([chunk async for chunk, _ in csv_chunks(blobs, "export.jsonl")])
+    text = "".join([chunk async for chunk, _ in csv_chunks(lambda: lines(blobs, "export.jsonl"))])
     cells = list(csv.DictReader(io.StringIO(text)))
     assert [c["data.title"] for c in cells] == [
         '\'=HYPERLINK("http://evil","x")',

@@ -46,6 +46,7 @@ from tests.crawling import RUN_FIELDS
 from tests.site import SiteServer
 from trawl.cli import main
 from trawl.embedded import STOPPING_NOTE, ResumeError, RunResult, open_fetchers, run_embedded
+from trawl.local_outputs import exported_lines
 from trawl.settings import Settings
 from workflows import Workflow, load_workflow_file
 
@@ -136,9 +137,9 @@ async def run(
 def export_of(result: RunResult) -> tuple[set[str], dict[str, Any]]:
     """The export's records as JSON lines without the per-run fields, and the summary."""
     assert result.export is not None
-    lines = (result.out_dir / result.export.export_path).read_text(encoding="utf-8")
+    lines = exported_lines(result.out_dir / result.execution.id)
     records = set()
-    for line in lines.splitlines():
+    for line in lines:
         record = json.loads(line)
         for name in RUN_FIELDS:
             record.pop(name)
@@ -149,8 +150,8 @@ def export_of(result: RunResult) -> tuple[set[str], dict[str, Any]]:
 
 def record_paths(result: RunResult, base: str) -> set[str]:
     assert result.export is not None
-    lines = (result.out_dir / result.export.export_path).read_text(encoding="utf-8")
-    return {json.loads(line)["url"].removeprefix(base) for line in lines.splitlines()}
+    lines = exported_lines(result.out_dir / result.execution.id)
+    return {json.loads(line)["url"].removeprefix(base) for line in lines}
 
 
 # -- the acceptance test
@@ -322,7 +323,7 @@ phases:
     assert child.returncode == 130, err
     assert "Traceback" not in err
     assert err.splitlines()[-1] == "trawl: interrupted"
-    assert not list(out.glob("*/export/records.jsonl"))
+    assert not list(out.glob("*/export/manifest.json"))
 
     assert main(["run", str(workflow), "--out", str(out), "--resume"]) == 0
     (records_line,) = [

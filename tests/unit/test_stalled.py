@@ -17,9 +17,8 @@ from backends.local import LocalBlobStore
 from backends.memory import MemoryStateStore, MemoryTaskQueue
 from backends.state import Execution, TaskResult
 from backends.task import Task
-from worker.export_read import lines
+from worker.export_read import open_export, record_lines
 from worker.frontier import stored_task
-from worker.paths import export_path
 from worker.reconcile import LeaseTracker, Reconciler, reconcile, settle_cancel
 from worker.stall import Health, health_of
 
@@ -211,7 +210,8 @@ async def test_a_cancel_with_no_worker_running_settles_at_once(world: World) -> 
     await world.state.finish_tasks("ex", [done("a", records=0)])
     await world.state.transition("ex", "cancelled", from_statuses={"running"})
     assert await settle_cancel(world.state, world.blobs, "ex", now=world.now()) is True
-    assert [line async for line in lines(world.blobs, export_path("ex"))] == []
+    export = await open_export(world.blobs, "ex")
+    assert [line async for line in record_lines(export)] == []
     assert await world.state.finish_tasks("ex", [done("b")]) == 0  # frozen
     progress = await world.state.progress("ex")
     assert (progress.finished, progress.records) == (1, 0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -25,10 +24,10 @@ from backends.state import Execution
 from backends.task import Task
 from tests.crawling import make_workflow, pages
 from tests.site import SiteServer
+from trawl.local_outputs import exported_records
 from worker.assemble import Ports
 from worker.engines import Engines, open_engines
 from worker.netguard import NetGuard
-from worker.paths import export_path
 from worker.runtime import WorkerOptions, run_until_idle
 from worker.start import start_execution, store_workflow
 from workflows import Workflow
@@ -66,8 +65,7 @@ async def submit(ports: Ports, workflow: Workflow) -> Execution:
 
 
 def titles(out: Path, execution_id: str) -> dict[str, str]:
-    lines = (out / export_path(execution_id)).read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines]
+    records = exported_records(out / execution_id)
     return {r["url"].rsplit("/", 1)[1]: r["data"]["title"] for r in records}
 
 
