@@ -6,6 +6,7 @@ and finds the records it followed equal to the export's and to the generator's a
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,10 @@ async def test_the_client_follows_a_crawl_and_its_records_are_the_exports(
     cluster: Cluster, orchestrator: Orchestrator, shop: tuple[Any, str], tmp_path: Path
 ) -> None:
     site, base = shop
-    key = new_key(cluster, "acme")["Authorization"].removeprefix("Bearer ")
+    # A tenant of its own: the session's database is shared with test_orchestrator, whose
+    # tenant puts the same workflow and expects to create it.
+    tenant = f"client-{uuid.uuid4().hex[:8]}"
+    key = new_key(cluster, tenant)["Authorization"].removeprefix("Bearer ")
     async with aiohttp.ClientSession() as http:
         await orchestrator.wait_ready(http)
 
