@@ -10,6 +10,7 @@ the Pub/Sub subscription it makes must have the settings the processes are given
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -174,6 +175,7 @@ def _env_read(node: ast.AST) -> tuple[ast.AST, list[ast.AST]] | None:
     return None
 
 
+@functools.cache
 def code_env_reads() -> tuple[dict[str, list[str]], list[str]]:
     """Variables the packages read by name (name -> where), and unexplained other reads."""
     trees = {
