@@ -19,6 +19,7 @@ from orchestrator.services import Check, Limits, UrlGuard
 from trawl.embedded import open_fetchers
 from trawl.settings import Settings
 from worker.assemble import Ports
+from workflows.isolated import Offload
 from workflows.spec import Workflow
 
 
@@ -45,6 +46,18 @@ class Api:
         return {"Authorization": f"Bearer {key}"}
 
 
+# One pool of admission helpers for every test of the process: starting a helper process
+# costs a few hundred milliseconds, and a pool outlives the event loop of any one test. Its
+# helpers exit when the test process does (their stdin closes).
+SHARED_ADMISSION = Offload()
+
+
+async def close_admission(services: Services) -> None:
+    """Stop the services' admission helpers, unless they are the shared ones."""
+    if services.admission is not SHARED_ADMISSION:
+        await services.admission.close()
+
+
 def memory_services(
     tmp_path: Path,
     *,
@@ -67,6 +80,7 @@ def memory_services(
         guard=guard or AllowAll(),
         limits=limits or Limits(),
         checks=checks or {},
+        admission=SHARED_ADMISSION,
     )
 
 
@@ -85,7 +99,7 @@ async def memory_api(
         async with AsyncTestClient(app=create_app(services)) as client:
             yield Api(client, services, queue)
     finally:
-        await services.admission.close()
+        await close_admission(services)
 
 
 @contextlib.asynccontextmanager
@@ -110,4 +124,4 @@ async def served(services: Services) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
-        await services.admission.close()
+        await close_admission(services)
