@@ -18,6 +18,11 @@ class FetchRequest:
     wait_until: str = "domcontentloaded"  # browser engine
     block_resources: tuple[str, ...] = ("image", "font", "media")  # browser engine
     headers: dict[str, str] = field(default_factory=dict)
+    # Cookies (name -> value) the execution carries (workflow cookies, a login's session),
+    # sent to ``url``'s host; secrets already resolved.
+    cookies: dict[str, str] = field(default_factory=dict)
+    # The proxy this request goes through (http://user:pass@host:port), None: direct.
+    proxy: str | None = None
     # Whose browser state the page shares (an execution): the browser engine never lets
     # two sessions share a context, so cookies, storage and tabs stay within one.
     session: str = ""

@@ -25,7 +25,7 @@ DESCRIPTIONS: dict[type[msgspec.Struct], dict[str, str]] = {
         "name": "The workflow's name: 2-63 characters of a-z, 0-9 and '-'. Storing a "
         "workflow again under the same name makes a new version.",
         "start_urls": "Absolute http(s) URLs crawled first, at depth 0, in the start phase. "
-        "Those outside the scope are not crawled.",
+        "Those outside the scope are not crawled. Required unless sitemaps are given.",
         "start_phase": "The phase start URLs run in. Default: the first phase.",
         "engine": "How pages are fetched unless a phase says otherwise: browser (Chromium, "
         "runs JavaScript) or http (one plain GET, no JavaScript).",
@@ -42,6 +42,46 @@ DESCRIPTIONS: dict[type[msgspec.Struct], dict[str, str]] = {
         "run on it.",
         "webhook": "Where a signed POST goes when an execution ends (distributed mode; "
         "trawl run sends none). An execution's start may name its own instead.",
+        "sitemaps": "Sitemap URLs whose pages are crawled as start URLs are: a list, or a "
+        "mapping with urls, robots_txt, phase and max_urls.",
+        "link_claims": "When several nodes of one page emit the same URL: first (the first "
+        "node's marker wins) or every (each distinct marker is a task of its own).",
+        "login": "A login run once per execution before its pages (form POST or browser "
+        "script); the cookies it ends with go with every later request of the execution.",
+        "proxies": "Proxies requests go through, rotated, with ban detection.",
+        "records": "What happens to records as a whole (missing required fields).",
+    },
+    spec.SitemapSettings: {
+        "urls": "Sitemap or sitemap index URLs (XML, gzip or not); their <loc> URLs are "
+        "crawled at depth 0.",
+        "robots_txt": "Also read the Sitemap: lines of robots.txt of every start URL's host.",
+        "phase": "The phase sitemap URLs are crawled in. Default: the start phase.",
+        "max_urls": "At most this many URLs taken from the sitemaps. 0: no limit of its own.",
+    },
+    spec.Login: {
+        "url": "The login page: the form is POSTed to it, or the browser opens it.",
+        "form": "Form fields POSTed as application/x-www-form-urlencoded; values may be "
+        "${secret:NAME}.",
+        "script": "JavaScript run in the browser on url instead of a form; it gets the "
+        "workflow's secrets as its argument.",
+        "success_selector": "CSS selector the page after login must match, else the "
+        "login failed.",
+        "timeout_s": "Seconds the login may take.",
+    },
+    spec.Proxies: {
+        "urls": "Proxy URLs (http://user:pass@host:port); credentials as ${secret:NAME}.",
+        "provider_url": "A URL answering the proxy list, one proxy URL per line.",
+        "rotation": "round_robin, random, or per_host (a host keeps its proxy until banned).",
+        "ban": "What marks a proxy banned for a while.",
+    },
+    spec.ProxyBan: {
+        "statuses": "HTTP statuses that mean the proxy is banned.",
+        "selector": "A CSS selector that, when it matches the page, means banned (a CAPTCHA).",
+        "cooldown_s": "Seconds a banned proxy rests before it is used again.",
+    },
+    spec.RecordSettings: {
+        "missing_required": "warn: keep a record missing a required field and count a "
+        "missing_required warning; drop: leave it out (still counted).",
     },
     spec.Webhook: {
         "url": "An absolute http(s) URL. It gets one JSON POST per execution, signed with "
@@ -76,6 +116,9 @@ DESCRIPTIONS: dict[type[msgspec.Struct], dict[str, str]] = {
         "block_resources": "Browser engine: kinds of sub-request the page may not make. "
         "[] blocks nothing.",
         "max_body_bytes": "A page larger than this many bytes fails (too_large).",
+        "headers": "Headers sent with every request; values may be ${secret:NAME}.",
+        "cookies": "Cookies (name -> value) sent to the hosts in scope; values may be "
+        "${secret:NAME}.",
     },
     spec.Retries: {
         "max_attempts": "Tries in all, the first included, for a page failing with a "
@@ -115,6 +158,10 @@ DESCRIPTIONS: dict[type[msgspec.Struct], dict[str, str]] = {
         "of them (a list of objects with multiple).",
         "as": "object: with multiple and fields {key, value}, fold the rows into one "
         "object {key: value}.",
+        "process": "Text processors applied in order: strip, collapse_whitespace, lower, "
+        "upper, {strip_chars: CHARS}, {replace: [OLD, NEW]}, {split: SEP}, {join: SEP}...",
+        "required": "A record whose value is null or [] is a missing_required warning "
+        "(or dropped, see records.missing_required).",
     },
     spec.ExtractLinksNode: {
         "type": "extract_links: emit links for the crawl to follow.",

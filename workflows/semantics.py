@@ -20,6 +20,8 @@ from workflows.spec import NodeSpec, Phase, Workflow
 def check_semantics(workflow: Workflow) -> list[Problem]:
     """Every semantic problem of a structurally valid workflow."""
     found = Findings()
+    if not workflow.start_urls and workflow.sitemaps is None:
+        found.add("start_urls", "required: give start_urls, sitemaps, or both")
     for i, url in enumerate(workflow.start_urls):
         found.add(paths.index("start_urls", i), checks.start_url_error(url))
     scope = workflow.scope

@@ -78,6 +78,10 @@ class FetchSettings(_Spec, frozen=True):
         default_factory=lambda: ["image", "font", "media"]
     )
     max_body_bytes: PosInt = 10 * 1024 * 1024
+    # Sent with every request of the execution (both engines); values may name secrets as
+    # ${secret:NAME}. Cookies are sent to the hosts in scope only.
+    headers: dict[NonEmptyStr, str] = {}
+    cookies: dict[NonEmptyStr, str] = {}
 
 
 class Retries(_Spec, frozen=True):
@@ -99,6 +103,65 @@ class Webhook(_Spec, frozen=True):
         found.add(f"{path}.url", start_url_error(self.url))
 
 
+class SitemapSettings(_Spec, frozen=True):
+    """Sitemaps as seeds: their URLs are crawled as start URLs are (index files followed,
+    gzip read, ``<lastmod>`` kept on the record)."""
+
+    urls: list[NonEmptyStr] = []
+    # Also read the ``Sitemap:`` lines of robots.txt of every start URL's host.
+    robots_txt: bool = False
+    # The phase sitemap URLs are crawled in. Default: the start phase.
+    phase: PhaseName | None = None
+    # At most this many URLs taken from the sitemaps of one execution (0: no limit other
+    # than max_pages and the server's ceiling).
+    max_urls: NonNegInt = 0
+
+
+class Login(_Spec, frozen=True):
+    """Run once per execution before its pages: a form POST (http) or a script in the
+    browser. The cookies it ends with are stored with the execution and carried by every
+    later request of it, on every worker."""
+
+    url: NonEmptyStr
+    # Form fields POSTed (application/x-www-form-urlencoded) to ``url``; values may name
+    # secrets as ${secret:NAME}.
+    form: dict[NonEmptyStr, str] | None = None
+    # Or: JavaScript run in the browser on ``url`` (a function is called, a promise awaited);
+    # secrets are passed to it as its argument, an object of name -> value.
+    script: NonEmptyStr | None = None
+    # Login succeeded when the page it ends on matches this CSS selector (optional).
+    success_selector: NonEmptyStr | None = None
+    timeout_s: PosFloat = 30.0
+
+
+class ProxyBan(_Spec, frozen=True):
+    """When a response means the proxy is banned: the page is retried through another
+    proxy and this one rests for ``cooldown_s``."""
+
+    statuses: list[Annotated[int, Meta(ge=100, le=599)]] = msgspec.field(
+        default_factory=lambda: [403, 407, 429]
+    )
+    selector: NonEmptyStr | None = None
+    cooldown_s: PosFloat = 300.0
+
+
+class Proxies(_Spec, frozen=True):
+    """Proxies requests go through, rotated; credentials as ${secret:NAME}."""
+
+    urls: list[NonEmptyStr] = []
+    # A URL answering the proxy list, one proxy URL per line (read at execution start).
+    provider_url: NonEmptyStr | None = None
+    rotation: Literal["round_robin", "random", "per_host"] = "round_robin"
+    ban: ProxyBan = ProxyBan()
+
+
+class RecordSettings(_Spec, frozen=True):
+    """What happens to records as a whole."""
+
+    # warn: keep the record and count a missing_required warning; drop: leave it out.
+    missing_required: Literal["warn", "drop"] = "warn"
+
+
 class Field(_Spec, frozen=True):
     """One extracted value: where it is, how to read it, what type it has."""
 
@@ -112,6 +175,12 @@ class Field(_Spec, frozen=True):
     absolute_url: bool = False
     fields: dict[NonEmptyStr, FieldSpec] | None = None
     as_: Literal["object"] | None = msgspec.field(default=None, name="as")
+    # Text processors applied in order after the value is read (nodes/processors.py): a
+    # name (``strip``) or a one-key mapping with its argument (``{replace: [old, new]}``).
+    process: list[ProcessorSpec] = []
+    # A record whose value of this field is null (or []) is counted and listed as a
+    # ``missing_required`` warning, or dropped (Workflow.records.missing_required).
+    required: bool = False
 
     def check(self, path: str, found: Findings) -> None:
         """Selectors and regex that parse, one of css and xpath, a sound ``as: object``,
@@ -137,6 +206,8 @@ class Field(_Spec, frozen=True):
 
 # A bare string is shorthand for {css: "<selector>"}.
 FieldSpec = NonEmptyStr | Field
+# A text processor: its name, or a one-key mapping of its name to its argument.
+ProcessorSpec = NonEmptyStr | dict[NonEmptyStr, Any]
 
 
 def check_fields(fields: Mapping[str, FieldSpec], path: str, found: Findings) -> None:
@@ -345,13 +416,15 @@ class Phase(_Spec, frozen=True):
     transitions: list[Transition] = []
 
 
-class Workflow(_Spec, frozen=True):
+class Workflow(_Spec, frozen=True, kw_only=True):
     """One crawl: where it starts, what it may visit, how fast, and what it does on each
     page."""
 
     name: Name
-    start_urls: Annotated[list[NonEmptyStr], Meta(min_length=1)]
+    # At least one of start_urls and sitemaps (validation says so).
+    start_urls: list[NonEmptyStr] = []
     phases: Annotated[list[Phase], Meta(min_length=1)]
+    sitemaps: list[NonEmptyStr] | SitemapSettings | None = None
     engine: Engine = "browser"
     max_depth: NonNegInt = 3
     max_pages: NonNegInt = 0
@@ -361,6 +434,21 @@ class Workflow(_Spec, frozen=True):
     retries: Retries = Retries()
     start_phase: PhaseName | None = None
     webhook: Webhook | None = None
+    # first: of the nodes of one page emitting the same URL, the first node's marker wins;
+    # every: each distinct marker is a task of its own.
+    link_claims: Literal["first", "every"] = "first"
+    login: Login | None = None
+    proxies: Proxies | None = None
+    records: RecordSettings = RecordSettings()
+
+    @property
+    def sitemap_settings(self) -> SitemapSettings | None:
+        """``sitemaps`` in its long form (the list form is shorthand for its ``urls``)."""
+        if self.sitemaps is None:
+            return None
+        if isinstance(self.sitemaps, list):
+            return SitemapSettings(urls=self.sitemaps)
+        return self.sitemaps
 
     @property
     def first_phase(self) -> str:
