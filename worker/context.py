@@ -7,6 +7,7 @@ re-reads or re-compiles a workflow.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -28,6 +29,9 @@ class ExecutionContext:
     policy: RatePolicy
     phases: dict[str, Phase] = field(default_factory=dict)
     record_phases: frozenset[str] = frozenset()
+    # The execution's secrets by name, for ${secret:NAME} in headers, cookies, the login and
+    # proxy URLs (workflows/secrets.py); never logged, never written to a record.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, execution: Execution, workflow: Workflow) -> ExecutionContext:
