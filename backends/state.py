@@ -1,11 +1,13 @@
-"""The StateStore ports: the control plane's record, in six roles.
+"""The StateStore ports: the control plane's record, in eight roles.
 
 ``WorkflowStore`` (workflows and their versions), ``ExecutionStore`` (executions and their
 status), ``KeyStore`` (API keys), ``TaskLedger`` (the task counters that decide completion,
-failures, leases), ``OutputStore`` (the manifest of output objects) and ``WebhookOutbox``
-(the webhook call each ended execution owes, until it is delivered or given up). ``StateStore``
-is all six, which is what each backend implements; code takes the narrowest role it needs, so
-a backend for one role alone (a task ledger elsewhere, say) fits where only that role is used.
+failures, leases), ``OutputStore`` (the manifest of output objects), ``WebhookOutbox``
+(the webhook call each ended execution owes, until it is delivered or given up),
+``SecretStore`` (tenants' secrets and executions' login sessions) and ``ScheduleStore``
+(schedules and the history of their fires). ``StateStore`` is all eight, which is what
+each backend implements; code takes the narrowest role it needs, so a backend for one role
+alone (a task ledger elsewhere, say) fits where only that role is used.
 
 Completion rests on two idempotent operations. ``add_tasks`` registers the keys of tasks
 about to be published (a key at most once); ``finish_tasks`` records their outcome, and only
@@ -92,9 +94,22 @@ class TaskResult(_Record, frozen=True):
 
 
 # The crawl funnel, per target phase and marker: links the pages emitted (discovered), those
-# the scope, depth and transition rules admitted (in_scope), those not seen before and
-# published (new), then the pages fetched and the records extracted from them.
-FUNNEL_STAGES = ("discovered", "in_scope", "new", "fetched", "extracted")
+# the scope, depth and transition rules admitted (in_scope), of those the ones another
+# marker claimed first on the same page (duplicate_marker, under link_claims: first;
+# workflows/claims.py), those not seen before and published (new), then the pages fetched
+# and the records extracted from them. In a recrawl
+# (worker/recrawl.py) the pages the previous execution had a record of are also counted as
+# changed or unchanged (an unchanged one repeats its record: it is not extracted).
+FUNNEL_STAGES = (
+    "discovered",
+    "in_scope",
+    "duplicate_marker",
+    "new",
+    "fetched",
+    "extracted",
+    "changed",
+    "unchanged",
+)
 
 
 def funnel_key(stage: str, phase: str, marker: str | None) -> str:
@@ -227,6 +242,94 @@ class WebhookDelivery(_Record, frozen=True):
     attempts: int = 0
     last_error: str | None = None
     finished_at: datetime | None = None
+
+
+class SecretInfo(_Record, frozen=True):
+    """A tenant's secret as it may be shown: its name and when it was last set, never its
+    value."""
+
+    name: str
+    updated_at: datetime
+
+
+class SessionCookie(_Record, frozen=True):
+    """One cookie a login ended with, as a browser keeps it: sent to ``domain`` (that host
+    only when ``host_only``, else it and every host under it), under ``path``, and only
+    over https when ``secure``."""
+
+    name: str
+    value: str
+    domain: str
+    path: str = "/"
+    host_only: bool = True
+    secure: bool = False
+
+
+class LoginSession(_Record, frozen=True):
+    """What an execution's login left: its cookies, or why it failed (``error``). Each new
+    login of the execution (a re-login after the site logged the crawl out) has the next
+    ``generation``."""
+
+    cookies: list[SessionCookie] = []
+    error: str | None = None
+    generation: int = 1
+    created_at: datetime | None = None
+
+
+# Schedules (docs/schedules.md): what one fire of a schedule came to, and its policies.
+ScheduleOutcome = Literal["started", "skipped_overlap", "missed", "failed_to_start"]
+SCHEDULE_OUTCOMES: tuple[ScheduleOutcome, ...] = (
+    "started",
+    "skipped_overlap",
+    "missed",
+    "failed_to_start",
+)
+OverlapPolicy = Literal["skip", "allow"]
+MissedPolicy = Literal["skip", "run_once"]
+SCHEDULE_HISTORY = 20  # the fires each schedule keeps, newest first
+
+
+class Schedule(_Record, frozen=True):
+    """A tenant's standing order to start executions of ``workflow`` at the times ``cron``
+    (five fields) names in ``timezone`` (an IANA name). ``workflow_version`` None runs the
+    latest version at each fire. ``next_run_at`` is None while it is paused (``enabled``
+    false). ``revision`` goes up with every edit; ``claim`` with every time a scheduler
+    took it to fire (see ``ScheduleStore.claim_due_schedules``). ``counts`` is fires by
+    outcome since it was created."""
+
+    id: str
+    tenant: str
+    workflow: str
+    cron: str
+    timezone: str
+    created_at: datetime
+    updated_at: datetime
+    workflow_version: int | None = None
+    overrides: list[str] = []
+    webhook: str | None = None
+    enabled: bool = True
+    overlap: OverlapPolicy = "skip"
+    missed: MissedPolicy = "skip"
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_outcome: ScheduleOutcome | None = None
+    last_execution_id: str | None = None
+    counts: dict[str, int] = {}
+    revision: int = 1
+    claim: int = 0
+
+
+class ScheduleFire(_Record, frozen=True):
+    """One entry of a schedule's history: the fire due at ``scheduled_for``, handled at
+    ``at``, and what came of it. Fires missed while no scheduler ran are one entry whose
+    ``count`` says how many (``scheduled_for``: the first of them)."""
+
+    scheduled_for: datetime
+    at: datetime
+    outcome: ScheduleOutcome
+    execution_id: str | None = None
+    reason: str | None = None
+    count: int = 1
 
 
 class _Closable(abc.ABC):  # noqa: B024 - a mixin of the role ports, no abstract method
@@ -523,7 +626,116 @@ class WebhookOutbox(_Closable):
         """The execution's webhook call, or None if it owes none."""
 
 
-class StateStore(WorkflowStore, ExecutionStore, KeyStore, TaskLedger, OutputStore, WebhookOutbox):
+class SecretStore(_Closable):
+    """Credentials: each tenant's named secrets (what ``${secret:NAME}`` in a workflow
+    resolves to) and each execution's login session. Values leave the store only through
+    ``get_secrets`` and ``get_session``, for the execution that uses them; an adapter that
+    can encrypt them at rest does."""
+
+    @abc.abstractmethod
+    async def put_secret(
+        self, tenant: str, name: str, value: str, *, max_secrets: int = 0
+    ) -> SecretInfo | None:
+        """Set (create or replace) the tenant's secret ``name``. With ``max_secrets`` > 0 a
+        new name is refused (None, nothing stored) once the tenant has that many, checked
+        atomically with the insert; replacing an existing one is always allowed."""
+
+    @abc.abstractmethod
+    async def list_secrets(self, tenant: str) -> list[SecretInfo]:
+        """The tenant's secrets by name: names and times only."""
+
+    @abc.abstractmethod
+    async def delete_secret(self, tenant: str, name: str) -> bool:
+        """Delete the tenant's secret; False if there was none."""
+
+    @abc.abstractmethod
+    async def get_secrets(self, tenant: str, names: Collection[str]) -> dict[str, str]:
+        """The values of those of ``names`` the tenant has (the others are left out)."""
+
+    @abc.abstractmethod
+    async def put_session(self, execution_id: str, session: LoginSession) -> bool:
+        """Store the execution's login session unless one of the same or a later
+        generation is stored already (two workers logging in at once: the first wins);
+        True if this one was stored."""
+
+    @abc.abstractmethod
+    async def get_session(self, execution_id: str) -> LoginSession | None:
+        """The execution's latest login session, or None before its first login."""
+
+
+class ScheduleStore(_Closable):
+    """Schedules and the short history of their fires. Several orchestrator instances run
+    a scheduler each: ``claim_due_schedules`` hands a due schedule to one of them at a time,
+    and ``record_fires`` takes the outcome only from the claim that holds it."""
+
+    @abc.abstractmethod
+    async def create_schedule(self, schedule: Schedule, *, max_per_tenant: int) -> bool:
+        """Record a new schedule unless its tenant has ``max_per_tenant`` already, checked
+        atomically with the insert (False, nothing recorded). InvalidInputError if its id
+        exists."""
+
+    @abc.abstractmethod
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        """The schedule, or None."""
+
+    @abc.abstractmethod
+    async def list_schedules(self, tenant: str) -> list[Schedule]:
+        """The tenant's schedules, oldest first."""
+
+    @abc.abstractmethod
+    async def update_schedule(self, schedule: Schedule) -> Schedule | None:
+        """Store the edited fields of ``schedule`` (workflow, version, cron, time zone,
+        overrides, webhook, enabled, policies, next_run_at) over the stored one of its id,
+        only if that one is still at ``schedule.revision``; the stored schedule, its
+        revision one up and ``updated_at`` now. None if there is no such schedule;
+        InvalidInputError (error_class ``conflict``) if it was edited meanwhile."""
+
+    @abc.abstractmethod
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule and its history; False if there was none. Its executions
+        are kept."""
+
+    @abc.abstractmethod
+    async def claim_due_schedules(self, *, limit: int, lease_s: float) -> list[Schedule]:
+        """Take up to ``limit`` enabled schedules whose ``next_run_at`` is not after now
+        and that no claim holds, earliest due first: each one's ``claim`` goes up by one
+        and it is held for ``lease_s`` (no other claim takes it meanwhile; should its
+        claimer die, it is due again after that). The schedules as claimed."""
+
+    @abc.abstractmethod
+    async def record_fires(
+        self,
+        schedule_id: str,
+        *,
+        claim: int,
+        revision: int,
+        fires: Sequence[ScheduleFire],
+        next_run_at: datetime | None,
+    ) -> bool:
+        """What claim number ``claim`` came to: ``fires`` join the history (only the newest
+        SCHEDULE_HISTORY are kept) and the counts; the last one sets ``last_run_at`` (its
+        ``at``) and ``last_outcome``, the last with an execution ``last_execution_id``;
+        ``next_run_at`` is stored only while the schedule is at ``revision`` (an edit since
+        the claim computed its own); the claim is released. Only while ``claim`` is the
+        schedule's last claim; True if recorded."""
+
+    @abc.abstractmethod
+    async def schedule_fires(
+        self, schedule_id: str, *, limit: int = SCHEDULE_HISTORY
+    ) -> list[ScheduleFire]:
+        """The schedule's history, newest first."""
+
+
+class StateStore(
+    WorkflowStore,
+    ExecutionStore,
+    KeyStore,
+    TaskLedger,
+    OutputStore,
+    WebhookOutbox,
+    SecretStore,
+    ScheduleStore,
+):
     """Every role at once: the control plane's record as one backend (Postgres, memory or
     SQLite) keeps it. Code that needs one role takes that role's port."""
 

@@ -7,7 +7,9 @@ and a warning, never an exception.
 
 Rules:
 
-- string: whitespace runs collapsed to one space, ends stripped (as a browser renders text).
+- string: the text as a reader sees it (nodes/text.py): whitespace runs collapsed to one
+  space, ends stripped, the lines of ``<pre>`` and ``<br>`` kept. ``collapse`` is the
+  collapsing; attributes and XPath strings get it alone.
 - int: optional sign, digits, thousands grouped by ``,``, ``.``, ``'`` or spaces
   (``"1,234"``, ``" 42 "``, ``"1 234 567"``); a zero fraction is accepted (``"42.00"``).
   ``"12.5"`` is a failure, not 12: silently dropping a fraction would corrupt data.

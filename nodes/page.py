@@ -19,6 +19,8 @@ from lxml import etree
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 from yarl import URL
 
+from nodes.text import lexbor_text, lxml_text
+
 # The browser engine passes a coroutine that runs JavaScript in the live page; the http
 # engine has none, and validation keeps script nodes out of its phases.
 Evaluate = Callable[[str, float], Awaitable[Any]]
@@ -31,6 +33,7 @@ class Element(Protocol):
     def css_first(self, selector: str) -> Element | None: ...
     def xpath(self, expr: str) -> list[Element | str]: ...
     def text(self) -> str: ...
+    def readable_text(self) -> str: ...
     def inner_html(self) -> str: ...
     def attr(self, name: str) -> str | None: ...
 
@@ -66,6 +69,11 @@ class LexborElement:
 
     def text(self) -> str:
         return self._node.text(deep=True, separator="") or ""
+
+    def readable_text(self) -> str:
+        """The text as a reader sees it: whitespace collapsed, the lines of ``<pre>`` and
+        ``<br>`` kept (nodes/text.py)."""
+        return lexbor_text(self._node)
 
     def inner_html(self) -> str:
         return self._node.inner_html or ""
@@ -107,6 +115,10 @@ class LxmlElement:
 
     def text(self) -> str:
         return str(self._el.text_content())
+
+    def readable_text(self) -> str:
+        """As ``LexborElement.readable_text``, from the lxml tree."""
+        return lxml_text(self._el)
 
     def inner_html(self) -> str:
         parts = [self._el.text or ""]

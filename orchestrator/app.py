@@ -24,9 +24,13 @@ from orchestrator.keys_api import KeysController
 from orchestrator.objects_api import ObjectsController
 from orchestrator.openapi import refine
 from orchestrator.preview_api import PreviewController
+from orchestrator.scheduler import scheduler_lifespan
+from orchestrator.schedules_api import SchedulesController, refine_schedules
+from orchestrator.secrets_api import SecretsController, on_secrets_missing
 from orchestrator.services import Services
 from orchestrator.webhook_api import WebhookController
 from orchestrator.workflows_api import WorkflowsController
+from worker.secrets import SecretsMissing
 from workflows.version import __version__
 
 SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
@@ -40,6 +44,8 @@ AUTHENTICATED = (
     PreviewController,
     KeysController,
     WebhookController,
+    SchedulesController,
+    SecretsController,
 )
 
 
@@ -63,7 +69,8 @@ def create_app(services: Services) -> Litestar:
             "services": Provide(provide_services, sync_to_thread=False),
             "tenant": Provide(tenant),
         },
-        exception_handlers=HANDLERS,
+        exception_handlers={**HANDLERS, SecretsMissing: on_secrets_missing},
+        lifespan=[scheduler_lifespan(services)],
         request_max_body_size=services.limits.max_request_bytes,
         openapi_config=OpenAPIConfig(
             title="Trawl orchestrator",
@@ -81,4 +88,5 @@ def create_app(services: Services) -> Litestar:
         ),
     )
     refine(app.openapi_schema)
+    refine_schedules(app.openapi_schema)
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, get, post
@@ -30,17 +30,44 @@ from orchestrator.models import (
     ExecutionSummary,
     FunnelRow,
     Pages,
+    SitemapCounts,
     StartRequest,
 )
-from orchestrator.services import ServicesDep, Tenant
+from orchestrator.services import Services, ServicesDep, Tenant
 from orchestrator.webhook_api import check_webhook
 from worker.reconcile import CANCEL_SETTLE_S, LEASE_TTL_S, settle_cancel
+from worker.recrawl import RecrawlRefused, RecrawlSource, check_previous
 from worker.report import ExecutionReport
 from worker.stall import health_of
 from worker.start import ActiveCapReached, start_execution
-from workflows import Problem, WorkflowInvalid
+from workflows import Problem, Workflow, WorkflowInvalid
 
 TOP_ERRORS = 5
+
+
+async def start_under_limits(
+    services: Services,
+    workflow: Workflow,
+    *,
+    tenant: str,
+    version: int,
+    params: dict[str, Any],
+    **extra: Any,
+) -> Execution:
+    """``start_execution`` under the deployment's limits (running executions per tenant,
+    the queue window) and clock: how the API and the scheduler start an execution.
+    ActiveCapReached when the tenant is at its cap."""
+    return await start_execution(
+        services.ports,
+        workflow,
+        tenant=tenant,
+        version=version,
+        params=params,
+        max_active=services.limits.max_running_executions,
+        clock=services.clock,
+        queue_window=services.limits.queue_window,
+        **extra,
+    )
 
 
 def execution_out(report: ExecutionReport) -> ExecutionOut:
@@ -65,6 +92,11 @@ def execution_out(report: ExecutionReport) -> ExecutionOut:
         warnings=report.warnings,
         funnel=funnel_rows(report.funnel),
         health=ExecutionHealth(state=health.state, since=health.since, cause=health.cause),
+        recrawl_of=report.recrawl_of,
+        changes=report.changes,
+        sitemaps=None
+        if report.sitemaps is None
+        else SitemapCounts(**msgspec.structs.asdict(report.sitemaps)),
     )
 
 
@@ -109,7 +141,7 @@ class StartController(Controller):
     @post(
         "/",
         status_code=202,
-        raises=[*COMMON, TooLarge, Unprocessable],
+        raises=[*COMMON, TooLarge, Unprocessable, Conflict],
     )
     async def start(
         self,
@@ -119,7 +151,9 @@ class StartController(Controller):
         data: JSONBody[StartRequest | None] = None,
     ) -> ExecutionOut:
         """Start the latest version, with ``set`` overrides; 202 once its start URLs are
-        published. 429 when the tenant already has its cap of executions running."""
+        published. 429 when the tenant already has its cap of executions running. With
+        ``recrawl_of`` it recrawls that execution (docs/recrawls.md): 422 when the tenant
+        has no such execution of this workflow, 409 while it runs or has no export yet."""
         state = services.ports.state
         stored = await state.get_workflow(tenant, name)
         if stored is None:
@@ -132,18 +166,19 @@ class StartController(Controller):
         await check_webhook(services, workflow, webhook)  # 422 if refused
         if webhook is not None:
             params["webhook"] = webhook  # the execution's own wins over the workflow's
+        recrawl = await recrawl_source(services, tenant, name, data)
         cap = services.limits.max_running_executions
         try:  # the cap is checked atomically with the creation (concurrent starts included)
-            execution = await start_execution(
-                services.ports,
+            execution = await start_under_limits(
+                services,
                 workflow,
                 tenant=tenant,
                 version=stored.version,
                 params=params,
-                max_active=cap,
-                clock=services.clock,
-                queue_window=services.limits.queue_window,
+                recrawl=recrawl,
             )
+        except RecrawlRefused as exc:  # its export went away since it was checked
+            raise refused(exc) from None
         except ActiveCapReached:
             raise TooManyRequestsException(
                 detail=f"{cap} executions are already running for this tenant; wait for one "
@@ -165,6 +200,28 @@ class StartController(Controller):
             tenant, workflow=name, limit=limit, offset=offset
         )
         return [summary_of(e) for e in found]
+
+
+async def recrawl_source(
+    services: ServicesDep, tenant: str, workflow: str, data: StartRequest | None
+) -> RecrawlSource | None:
+    """The execution a start request recrawls, checked (worker/recrawl.py); 422 or 409."""
+    if data is None or data.recrawl_of is None:
+        return None
+    ports = services.ports
+    try:
+        await check_previous(
+            ports.state, ports.blobs, data.recrawl_of, tenant=tenant, workflow=workflow
+        )
+    except RecrawlRefused as exc:
+        raise refused(exc) from None
+    return RecrawlSource(ports.blobs, data.recrawl_of)
+
+
+def refused(exc: RecrawlRefused) -> Conflict | Unprocessable:
+    """A 409 for a recrawl that is not possible yet, a 422 for one that never will be."""
+    detail = f"recrawl_of: {exc}"
+    return Conflict(detail=detail) if exc.conflict else Unprocessable(detail=detail)
 
 
 async def check_start_urls(services: ServicesDep, urls: list[str]) -> None:

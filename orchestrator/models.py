@@ -21,6 +21,7 @@ from orchestrator.wire import (
     OutputOut,
     Override,
     Pages,
+    SitemapCounts,
     StartRequest,
     WorkflowOut,
     WorkflowSummary,
@@ -40,6 +41,7 @@ __all__ = [
     "OutputOut",
     "Override",
     "Pages",
+    "SitemapCounts",
     "StartRequest",
     "WorkflowOut",
     "WorkflowSummary",
@@ -61,11 +63,16 @@ class PreviewRequest(_In, frozen=True):
 
 
 class PreviewLink(_Out, frozen=True):
+    """A link the page emitted: the phase it goes to, or why it is dropped; for a URL
+    another marker claimed first on the page (``dropped: duplicate_marker``), that marker
+    in ``claimed_by``."""
+
     url: str
     marker: str | None
     depth: int
     phase: str | None = None
     dropped: str | None = None
+    claimed_by: str | None = None
 
 
 class PreviewOut(_Out, frozen=True):

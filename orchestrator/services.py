@@ -46,6 +46,15 @@ class Limits:
     ceilings: Ceilings = field(default_factory=Ceilings)
     quotas: Quotas = field(default_factory=Quotas)
     queue_window: int = 0  # tasks of one execution in the queue at once (0: no window)
+    # Secrets (docs/sessions.md): how many one tenant may have, and how large one may be.
+    max_secrets: int = 100
+    max_secret_bytes: int = 8192
+    # Schedules (docs/schedules.md): a scheduler loop every this many seconds while the app
+    # serves (0: none in this process), schedules per tenant, and the shortest interval
+    # between two fires a cron expression may ask for.
+    scheduler_tick_s: float = 0.0
+    max_schedules: int = 100
+    schedule_min_interval_s: float = 60.0
 
 
 @dataclass(slots=True)

@@ -16,8 +16,9 @@ from msgspec import Meta
 
 # What a ``set`` override looks like. The OpenAPI document states this pattern
 # (orchestrator/openapi.py); the handlers check the same thing with a message a person can
-# read (``expected key=value, e.g. max_depth=2``) instead of a regex.
-OVERRIDE_PATTERN = r"^\s*[^.\[\]=\s]+(\.[^.\[\]=\s]+|\[[0-9]+\])*\s*="
+# read (``expected key=value, e.g. max_depth=2 ...``) instead of a regex. A list item is
+# ``[index]`` or ``[name]`` (``phases[page].engine=http``).
+OVERRIDE_PATTERN = r"^\s*[^.\[\]=\s]+(\.[^.\[\]=\s]+|\[[^\[\]=\s]+\])*\s*="
 Override = Annotated[str, Meta(min_length=2, max_length=65_536, examples=["max_pages=100"])]
 
 # An execution in one of these has ended: its counters stop and its export is (or is about
@@ -51,10 +52,15 @@ class StartRequest(In, frozen=True):
     """``set``: overrides as ``trawl run --set`` takes them, e.g. ``max_pages=100``.
     ``webhook``: an http(s) URL that gets a signed POST when the execution ends, instead of
     the workflow's ``webhook.url`` (docs/webhooks.md); checked by the handler: a 422 when it
-    is not such a URL, the SSRF guard refuses it, or the deployment has no webhook secret."""
+    is not such a URL, the SSRF guard refuses it, or the deployment has no webhook secret.
+    ``recrawl_of``: an execution id; a 422 when the tenant has no such execution of this
+    workflow, a 409 while it runs or its export is not written yet."""
 
     set: Annotated[list[Override], Meta(max_length=1000)] = []
     webhook: str | None = None
+    # Recrawl this execution (of the same workflow, ended, with its export): its records'
+    # pages are asked again with conditional requests (docs/recrawls.md).
+    recrawl_of: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
 
 
 class Pages(Out, frozen=True):
@@ -71,15 +77,19 @@ class ErrorCount(Out, frozen=True):
 
 
 class FunnelRow(Out, frozen=True):
-    """Links and pages of one target phase and marker, stage by stage."""
+    """Links and pages of one target phase and marker, stage by stage; in a recrawl also
+    the pages found changed or unchanged since the previous execution (docs/recrawls.md)."""
 
     phase: str
     marker: str | None
     discovered: int = 0
     in_scope: int = 0
+    duplicate_marker: int = 0
     new: int = 0
     fetched: int = 0
     extracted: int = 0
+    changed: int = 0
+    unchanged: int = 0
 
 
 class ExecutionHealth(Out, frozen=True):
@@ -90,6 +100,19 @@ class ExecutionHealth(Out, frozen=True):
     state: str = "ok"
     since: datetime | None = None
     cause: str | None = None
+
+
+class SitemapCounts(Out, frozen=True):
+    """What the execution's sitemaps gave: files ``read``, seed tasks ``failed`` or
+    ``filtered`` by robots.txt, page ``urls`` listed, of them ``queued``, and ``over_limit``
+    (past ``max_urls`` or the nesting limit)."""
+
+    read: int = 0
+    failed: int = 0
+    filtered: int = 0
+    urls: int = 0
+    queued: int = 0
+    over_limit: int = 0
 
 
 class ExecutionOut(Out, frozen=True):
@@ -111,6 +134,11 @@ class ExecutionOut(Out, frozen=True):
     warnings: dict[str, int]
     funnel: list[FunnelRow]
     health: ExecutionHealth = msgspec.field(default_factory=ExecutionHealth)
+    # The execution this one recrawls, and its pages found changed and unchanged.
+    recrawl_of: str | None = None
+    changes: dict[str, int] = {}
+    # Only for an execution seeded by sitemaps.
+    sitemaps: SitemapCounts | None = None
 
 
 class ExecutionSummary(Out, frozen=True):

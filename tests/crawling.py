@@ -20,7 +20,8 @@ from workflows import Workflow, validate_data
 
 # One phase that records each page's h1 and follows every link.
 # What differs from one run of a crawl to the next: the execution, when each page was
-# fetched, and which of the pages linking to a page was crawled first.
+# fetched, and which of the pages linking to a page was crawled first. (A record's
+# content_hash does not, but no test spells one out: tests/unit/test_recrawl*.py check it.)
 RUN_FIELDS = ("execution_id", "fetched_at", "parent_url")
 
 PAGE_PHASE: dict[str, Any] = {
@@ -86,8 +87,10 @@ class Export:
     summary: dict[str, Any]
 
     def records_without_run_fields(self) -> list[dict[str, Any]]:
-        """The records minus what differs per run (execution_id, fetched_at)."""
-        return [{k: v for k, v in r.items() if k not in RUN_FIELDS} for r in self.records]
+        """The records minus what differs per run (execution_id, fetched_at) and their
+        content_hash."""
+        dropped = (*RUN_FIELDS, "content_hash")
+        return [{k: v for k, v in r.items() if k not in dropped} for r in self.records]
 
     def titles(self) -> dict[str, Any]:
         """url -> data.title of each record."""

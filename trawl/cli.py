@@ -28,6 +28,8 @@ from trawl.cli_common import (
 )
 from trawl.dist_commands import add_distributed
 from trawl.run_commands import add_preview, add_run
+from trawl.schedule_commands import add_schedules
+from trawl.secrets_commands import add_secrets
 from workflows import WorkflowInvalid, workflow_json_schema
 from workflows.version import __version__
 
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(commands)
     add_preview(commands)
     add_distributed(commands)
+    add_secrets(commands)
+    add_schedules(commands)
     return parser
 
 

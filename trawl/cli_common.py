@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from workflows import Workflow, load_workflow_file
-from workflows.rules import CrawlRules, domain_allowed
-from workflows.urls import BadUrl, host_of
+from workflows.rules import CrawlRules
+from workflows.scope import site_of
+from workflows.urls import BadUrl
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # the input was read but is not valid
@@ -36,7 +37,8 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a workflow setting, e.g. --set max_depth=2 --set phases[0].engine=http",
+        help="override a workflow setting, e.g. --set max_depth=2 --set phases[page].engine=http "
+        "(a phase by name or index)",
     )
 
 
@@ -71,13 +73,9 @@ def start_url_warnings(workflow: Workflow) -> list[str]:
 
 def _out_of_scope_because(workflow: Workflow, rules: CrawlRules, canonical: str) -> str | None:
     scope = workflow.scope
-    if scope.allowed_domains:
-        exact = frozenset(d.lower().rstrip(".") for d in scope.allowed_domains if d[:2] != "*.")
-        suffixes = tuple(d.lower()[1:] for d in scope.allowed_domains if d[:2] == "*.")
-        host = host_of(canonical)
-        if not domain_allowed(host, exact, suffixes):
-            allowed = ", ".join(scope.allowed_domains)
-            return f"its host {host} is not in scope.allowed_domains ({allowed})"
+    if scope.allowed_domains and not rules.sites.allows(canonical):
+        allowed = ", ".join(scope.allowed_domains)
+        return f"its host {site_of(canonical)} is not in scope.allowed_domains ({allowed})"
     if scope.include and not any(re.search(p, canonical) for p in scope.include):
         return f"it matches no scope.include pattern ({', '.join(map(repr, scope.include))})"
     for pattern in scope.exclude:

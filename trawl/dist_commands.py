@@ -95,6 +95,12 @@ def add_distributed(commands: argparse._SubParsersAction[argparse.ArgumentParser
     p = commands.add_parser("submit", help="start an execution on the distributed backends")
     p.add_argument("workflow", metavar="WORKFLOW")
     p.add_argument("--tenant", default="default")
+    p.add_argument(
+        "--recrawl-of",
+        metavar="ID",
+        help="recrawl this ended execution of the same workflow: its pages are asked again "
+        "with conditional requests, records are marked new, changed or unchanged",
+    )
     add_set_argument(p)
     p.set_defaults(handler=cmd_submit)
 
@@ -265,6 +271,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from trawl.distributed import open_ports, submit
+    from worker.recrawl import RecrawlRefused, RecrawlSource, check_previous
 
     workflow = load_workflow_arg(args.workflow, args.sets)
     source = Path(args.workflow).read_text(encoding="utf-8", errors="replace")
@@ -272,12 +279,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     async def main() -> str:
         async with open_ports(settings) as ports:
+            recrawl = None
+            if args.recrawl_of:
+                try:
+                    await check_previous(
+                        ports.state,
+                        ports.blobs,
+                        args.recrawl_of,
+                        tenant=args.tenant,
+                        workflow=workflow.name,
+                    )
+                except RecrawlRefused as error:
+                    raise CommandError(f"--recrawl-of {args.recrawl_of}: {error}", 1) from None
+                recrawl = RecrawlSource(ports.blobs, args.recrawl_of)
             execution = await submit(
                 ports,
                 workflow,
                 tenant=args.tenant,
                 source_text=source,
                 queue_window=settings.queue_window,
+                recrawl=recrawl,
             )
             return execution.id
 
@@ -353,6 +374,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def _print_status(report: dict[str, Any]) -> None:
+    from worker.report import report_lines
+
     pages = report["pages"]
     print(
         f"execution {report['execution_id']} ({report['workflow']} "
@@ -366,6 +389,8 @@ def _print_status(report: dict[str, Any]) -> None:
     if report["failures_by_class"]:
         failures = ", ".join(f"{k} {v}" for k, v in sorted(report["failures_by_class"].items()))
         print(f"failures: {failures}")
+    for line in report_lines(report):
+        print(line)
     health = report.get("health") or {}
     if health.get("state") == "stalled":
         print(f"stalled since {health['since']}: {health['cause']}")

@@ -17,9 +17,11 @@ from backends.gcp.gcs import GcsBlobStore, make_storage_client
 from backends.gcp.pubsub import PubSubTaskQueue
 from backends.postgres import PostgresStateStore
 from backends.redis import RedisRateLimiter, RedisSeenSet
+from backends.secret_cipher import SecretCipher
 from backends.state import Execution, StateStore
 from trawl.settings import Settings
 from worker.assemble import Ports
+from worker.recrawl import RecrawlSource
 from worker.start import start_execution, store_workflow
 from workflows.spec import Workflow
 
@@ -65,7 +67,9 @@ def make_blobs(settings: Settings) -> GcsBlobStore:
 async def open_state(settings: Settings) -> AsyncIterator[StateStore]:
     """The Postgres state store alone (status and export commands need nothing else)."""
     state = await PostgresStateStore.from_url(
-        settings.database_url, max_size=settings.database_pool_size
+        settings.database_url,
+        max_size=settings.database_pool_size,
+        cipher=SecretCipher.from_setting(settings.secrets_key),  # secrets sealed at rest
     )
     try:
         yield state
@@ -99,9 +103,11 @@ async def submit(
     source_text: str = "",
     params: dict[str, object] | None = None,
     queue_window: int = 0,
+    recrawl: RecrawlSource | None = None,
 ) -> Execution:
     """Store ``workflow`` as a new version and start an execution of it
-    (``worker/start.py``, as the orchestrator and ``trawl run`` do)."""
+    (``worker/start.py``, as the orchestrator and ``trawl run`` do); with ``recrawl``, one
+    that recrawls a previous execution (worker/recrawl.py)."""
     version = await store_workflow(ports.state, tenant, workflow, source_text)
     return await start_execution(
         ports,
@@ -110,4 +116,5 @@ async def submit(
         version=version,
         params=params,
         queue_window=queue_window,
+        recrawl=recrawl,
     )

@@ -40,10 +40,14 @@ from worker.context import ExecutionContext
 from worker.embedded import ProgressCallback, assemble_embedded, run_until_complete
 from worker.engines import open_engines
 from worker.export import ExportResult
+from worker.fetchers.cache import CacheStats, HttpCache
 from worker.netguard import NetGuard
+from worker.recrawl import RecrawlSource
 from worker.robots import RobotsCache
+from worker.secrets import SecretsMissing, load_secrets
 from worker.start import publish_start_urls, start_execution, store_workflow
 from worker.telemetry import Telemetry
+from workflows.secret_refs import missing as missing_secrets
 from workflows.spec import Workflow
 
 TENANT = "local"
@@ -69,14 +73,17 @@ async def open_fetchers(
     *,
     guard: NetGuard | None = None,
     browser_restart_after: int = 500,
+    cache: HttpCache | None = None,
 ) -> AsyncIterator[tuple[dict[str, Fetcher], RobotsCache]]:
     """The fetchers a workflow needs (the browser only if a phase uses it) and robots.txt,
-    all behind ``guard``; None: ``embedded_guard()``, the policy of ``trawl run``."""
+    all behind ``guard``; None: ``embedded_guard()``, the policy of ``trawl run``.
+    ``cache``: answered from an HTTP cache where they can be (``--cache DIR``)."""
     async with open_engines(
         guard if guard is not None else embedded_guard(),
         workflow=workflow,
         chromium_path=settings.chromium(),
         browser_restart_after=browser_restart_after,
+        cache=cache,
     ) as engines:
         yield engines
 
@@ -91,6 +98,7 @@ class RunResult:
     export: ExportResult | None
     out_dir: Path
     location: str = ""  # where the outputs went when not in out_dir (gs://bucket/prefix)
+    cache: CacheStats | None = None  # what the HTTP cache did (``--cache``), if there was one
 
     def where(self, path: str) -> str:
         """Where an output object (a path relative to the outputs) is, for people."""
@@ -118,6 +126,8 @@ async def run_embedded(
     host_policy: RatePolicy | None = None,
     blobs: BlobStore | None = None,
     location: str = "",
+    recrawl: RecrawlSource | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Crawl ``workflow`` to completion (or until ``stop``), writing under ``out_dir`` (or
     to ``blobs``, e.g. a GCS bucket named by ``location``, with only the run's state in
@@ -127,11 +137,21 @@ async def run_embedded(
     ``<out_dir>/<execution>/state.db`` as the crawl goes; ``resume`` continues the newest
     unfinished execution in ``out_dir`` from that file (ResumeError if there is none, or if
     it ran a different workflow). ``limiter`` (default: this run's own) and ``host_policy``
-    let several runs share per-host permits and a ceiling per host across all of them."""
+    let several runs share per-host permits and a ceiling per host across all of them.
+    ``recrawl``: the new execution recrawls that earlier one (worker/recrawl.py).
+    ``secrets``: what ``${secret:NAME}`` resolves to (``trawl run`` reads them from the
+    environment); SecretsMissing, before anything is written, when one the workflow names
+    is not among them. They are kept in memory only, never in the store file."""
     clock = clock or SystemClock()
     telemetry = telemetry or Telemetry.create()
+    secrets = dict(secrets or {})
+    lacking = missing_secrets(workflow, secrets)
+    if lacking:
+        raise SecretsMissing(lacking)
     store = await open_store(workflow, out_dir, clock, persist=persist, resume=resume)
     try:
+        for name, value in secrets.items():
+            await store.state.put_secret(TENANT, name, value)
         ports = Ports(
             queue=store.queue,
             seen=store.seen,
@@ -149,7 +169,13 @@ async def run_embedded(
             host_policy=host_policy,
         )
         await _begin(
-            store, stages, workflow, source_text=source_text, clock=clock, telemetry=telemetry
+            store,
+            stages,
+            workflow,
+            source_text=source_text,
+            clock=clock,
+            telemetry=telemetry,
+            recrawl=recrawl,
         )
         ended = await run_until_complete(
             stages,
@@ -172,6 +198,7 @@ async def _begin(
     source_text: str,
     clock: Clock,
     telemetry: Telemetry,
+    recrawl: RecrawlSource | None = None,
 ) -> None:
     """Start the store's new execution, or go on with the resumed one: its start URLs that
     are neither queued nor finished yet are published (all of them, unless resuming)."""
@@ -186,10 +213,12 @@ async def _begin(
             execution_id=store.execution_id,
             stages=stages,
             telemetry=telemetry,
+            recrawl=recrawl,
         )
         store.save()  # the run can be found (and resumed) from now on
         return
     ctx = ExecutionContext.build(store.resumed, workflow)
+    ctx.secrets = await load_secrets(stages.ports.state, TENANT, workflow)
     stages.contexts.put(ctx)
     await publish_start_urls(
         ctx,
@@ -264,8 +293,8 @@ async def _resume(workflow: Workflow, out_dir: Path, clock: Clock) -> EmbeddedSt
     try:
         execution = await _continue(run.state, found.execution_id, workflow, found.path.parent)
         finished = run.state.finished_keys(execution.id)
-        await run.queue.restore(keep=lambda task: task.url not in finished)
-        keys = finished | {task.url for task in run.queue.queued_tasks()}
+        await run.queue.restore(keep=lambda task: task.ledger_key not in finished)
+        keys = finished | {task.ledger_key for task in run.queue.queued_tasks()}
     except BaseException:
         await run.close()
         raise
@@ -306,12 +335,17 @@ async def crawl(
     resume: bool = False,
     blobs: BlobStore | None = None,
     location: str = "",
+    recrawl: RecrawlSource | None = None,
+    cache: HttpCache | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run ``workflow`` in this process with a progress display. The first Ctrl-C (or
     SIGTERM) stops cleanly: pages in flight get a short drain, the export of what was done
     is written, and the run can be resumed. A second one stops at once (KeyboardInterrupt):
     no export, but what the store holds is still resumable. ``resume`` continues the newest
-    unfinished run in ``out_dir`` (ResumeError if there is none)."""
+    unfinished run in ``out_dir`` (ResumeError if there is none); ``recrawl`` starts one
+    that recrawls an earlier run. ``cache``: pages answered from an HTTP cache where they
+    can be, its counts in the result. ``secrets``: as for ``run_embedded``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = False
@@ -329,8 +363,8 @@ async def crawl(
             loop.add_signal_handler(signal.SIGTERM, on_signal)
             installed = True
     try:
-        async with open_fetchers(workflow, settings) as (fetchers, robots):
-            return await run_embedded(
+        async with open_fetchers(workflow, settings, cache=cache) as (fetchers, robots):
+            result = await run_embedded(
                 workflow,
                 out_dir=out_dir,
                 fetchers=fetchers,
@@ -342,7 +376,11 @@ async def crawl(
                 resume=resume,
                 blobs=blobs,
                 location=location,
+                recrawl=recrawl,
+                secrets=secrets,
             )
+            result.cache = cache.stats if cache is not None else None
+            return result
     finally:
         display.close()
         if installed:

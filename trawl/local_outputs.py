@@ -23,6 +23,7 @@ from backends.state import WarningExample
 from trawl.cli_common import EXIT_OK, CommandError
 from worker.export import describe_warnings
 from worker.export_read import with_phase, write_export
+from worker.report import report_lines
 
 EXPORT_DIR = "export"
 SUMMARY = "summary.json"
@@ -79,6 +80,8 @@ def cmd_status(target: str, *, as_json: bool) -> int:
         f"{pages.get('succeeded', 0)} succeeded, {pages.get('failed', 0)} failed, "
         f"{pages.get('filtered', 0)} filtered; records {summary.get('records', 0)}"
     )
+    for line in report_lines(summary):
+        print(line)
     failures = summary.get("failures_by_class") or {}
     if failures:
         print(f"failures: {', '.join(f'{k} {v}' for k, v in sorted(failures.items()))}")

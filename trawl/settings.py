@@ -92,6 +92,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # export reads them from the environment (worker/export/build.py, ExportOptions).
     export_file_bytes: int = 64 * 1024 * 1024
     export_csv: bool = False
+    # Tenants' secrets (docs/sessions.md): the key they and login sessions are encrypted
+    # with in Postgres (32 random bytes, base64; unset: stored unencrypted), and how many
+    # secrets a tenant may have and how large one may be.
+    secrets_key: str = ""
+    secrets_max_count: int = 100
+    secrets_max_value_bytes: int = 8192
+    # Schedules (docs/schedules.md): whether the orchestrator runs its scheduler loop, how
+    # often it looks for due schedules, how many schedules a tenant may have, and how often
+    # one may fire at most (a cron expression that fires more often is refused).
+    scheduler: bool = True
+    scheduler_tick_s: float = 5.0
+    max_schedules: int = 100
+    schedule_min_interval_s: float = 60.0
 
     def host_policy(self) -> RatePolicy | None:
         """The deployment-wide per-host limit, or None when there is none."""
@@ -118,6 +131,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         from worker.netguard import AllowList  # a bad allow-list fails here, in one line
 
         AllowList.parse(self.allow_networks)
+        from backends.secret_cipher import SecretCipher  # a bad key fails here too
+
+        SecretCipher.from_setting(self.secrets_key)
+        if self.scheduler and self.scheduler_tick_s <= 0:
+            raise ValueError(
+                "TRAWL_SCHEDULER_TICK_S must be above 0 (TRAWL_SCHEDULER=0 turns the scheduler off)"
+            )
 
     def chromium(self) -> str | None:
         """The Chromium to launch: the configured one, else a system one, else Playwright's."""

@@ -9,16 +9,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from backends.errors import PermanentError
 from backends.fetcher import FetchRequest
 from backends.ratelimit import RatePolicy
-from backends.state import Execution, StateStore
+from backends.state import Execution, LoginSession, StateStore
+from worker import cookies
+from worker.secrets import Resolved, SecretsMissing, load_secrets
 from workflows import WorkflowInvalid, apply_overrides, validate_data
 from workflows.rules import CrawlRules
+from workflows.secrets import MissingSecretError
 from workflows.spec import Phase, Workflow
+
+if TYPE_CHECKING:
+    from worker.proxies import ProxyPool
 
 
 @dataclass(slots=True)
@@ -31,7 +38,15 @@ class ExecutionContext:
     record_phases: frozenset[str] = frozenset()
     # The execution's secrets by name, for ${secret:NAME} in headers, cookies, the login and
     # proxy URLs (workflows/secrets.py); never logged, never written to a record.
-    secrets: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The execution's login session once this process has it (worker/session.py), and the
+    # lock its tasks take to get it, so one login runs per process at a time.
+    session: LoginSession | None = field(default=None, repr=False)
+    login_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _resolved: Resolved | None = field(default=None, repr=False)
+    # The execution's proxies in this process, built on first use (worker/proxies.py): kept
+    # here so their health and credentials end with the execution's context.
+    proxy_pool: ProxyPool | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, execution: Execution, workflow: Workflow) -> ExecutionContext:
@@ -66,8 +81,39 @@ class ExecutionContext:
             max_body_bytes=f.max_body_bytes,
             wait_until=f.wait_until,
             block_resources=tuple(f.block_resources),
+            headers=self.resolved.headers,
+            cookies=self.cookies_for(url),
             session=f"{self.execution.tenant}/{self.execution.id}",
         )
+
+    @property
+    def resolved(self) -> Resolved:
+        """``fetch.headers`` and ``fetch.cookies`` with their secrets, resolved once."""
+        if self._resolved is None:
+            try:
+                self._resolved = Resolved.of(self.workflow.fetch, self.secrets)
+            except MissingSecretError as exc:
+                raise PermanentError(
+                    f"execution {self.execution.id}: {exc}", error_class="missing_secret"
+                ) from None
+        return self._resolved
+
+    def cookies_for(self, url: str) -> dict[str, str]:
+        """The cookies a request to ``url`` carries: none outside the scope; else the
+        workflow's, and the login's that match the URL (they win a shared name)."""
+        fixed = self.resolved.cookies
+        session = self.session.cookies if self.session is not None else ()
+        if not (fixed or session) or not self.rules.in_scope(url):
+            return {}
+        return {**fixed, **cookies.matching(session, url)}
+
+    def sensitive_values(self) -> list[str]:
+        """What a failure message or a log line must not show: the secrets' values and the
+        login's cookies."""
+        values = list(self.secrets.values())
+        if self.session is not None:
+            values += [c.value for c in self.session.cookies]
+        return values
 
 
 def queue_window(execution: Execution) -> int:
@@ -83,6 +129,10 @@ class ExecutionCache:
         self._state = state
         self._contexts: dict[str, ExecutionContext] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def state(self) -> StateStore:
+        return self._state
 
     def put(self, ctx: ExecutionContext) -> None:
         self._contexts[ctx.execution.id] = ctx
@@ -127,7 +177,13 @@ class ExecutionCache:
                 f"workflow {execution.workflow} v{execution.workflow_version} is gone",
                 error_class="no_workflow",
             )
-        return ExecutionContext.build(execution, execution_workflow(execution, stored.spec_json))
+        workflow = execution_workflow(execution, stored.spec_json)
+        ctx = ExecutionContext.build(execution, workflow)
+        try:
+            ctx.secrets = await load_secrets(self._state, execution.tenant, workflow)
+        except SecretsMissing as exc:  # deleted since the execution started
+            raise PermanentError(str(exc), error_class="missing_secret") from None
+        return ctx
 
 
 def execution_workflow(execution: Execution, spec_json: str) -> Workflow:

@@ -22,6 +22,7 @@ import aiohttp
 from backends.clock import Clock, SystemClock
 from backends.errors import TrawlError
 from backends.fetcher import Fetcher
+from worker.fetchers.cache import HttpCache
 from worker.fetchers.http import HttpFetcher, get_following_redirects, guarded_connector
 from worker.fetchers.lazy import LazyFetcher
 from worker.netguard import NetGuard
@@ -41,7 +42,10 @@ class Engines(NamedTuple):
 
 
 def uses_browser(workflow: Workflow) -> bool:
-    """Whether any phase of ``workflow`` runs on the browser engine."""
+    """Whether any phase of ``workflow`` runs on the browser engine, or its login is a
+    script (run in the browser whatever the phases' engines)."""
+    if workflow.login is not None and workflow.login.script is not None:
+        return True
     return any(workflow.engine_of(p) == "browser" for p in workflow.phases)
 
 
@@ -52,11 +56,13 @@ async def open_engines(
     workflow: Workflow | None = None,
     chromium_path: str | None = None,
     browser_restart_after: int = BROWSER_RESTART_AFTER,
+    cache: HttpCache | None = None,
 ) -> AsyncIterator[Engines]:
     """The fetchers and a robots.txt cache, all behind ``guard``, closed when the block
     ends. With ``workflow`` the browser is launched now if one of its phases uses it (and
     left out otherwise); without, it starts on first use. ``chromium_path`` None: the
-    Chromium Playwright installed."""
+    Chromium Playwright installed. ``cache``: pages and robots.txt answered from an HTTP
+    cache when they can be (``trawl run --cache``; worker/fetchers/cache.py)."""
 
     def browser() -> Fetcher:
         # Imported here: a crawl on the http engine alone never loads Playwright.
@@ -82,21 +88,25 @@ async def open_engines(
             await eager.start()
             stack.push_async_callback(eager.close)
             fetchers["browser"] = eager
-        robots = await stack.enter_async_context(open_robots(guard))
-        yield Engines(fetchers, robots)
+        robots = await stack.enter_async_context(open_robots(guard, cache=cache))
+        yield Engines(cache.wrap(fetchers) if cache is not None else fetchers, robots)
 
 
 @contextlib.asynccontextmanager
 async def open_robots(
-    guard: NetGuard | None = None, clock: Clock | None = None
+    guard: NetGuard | None = None, clock: Clock | None = None, cache: HttpCache | None = None
 ) -> AsyncIterator[RobotsCache]:
-    """A robots.txt cache over its own HTTP session, behind ``guard`` (default: allow all)."""
+    """A robots.txt cache over its own HTTP session, behind ``guard`` (default: allow all),
+    reading through ``cache`` when one is given."""
     guard = guard if guard is not None else NetGuard.allow_all()
     session = aiohttp.ClientSession(
         connector=guarded_connector(guard), cookie_jar=aiohttp.DummyCookieJar()
     )
     try:
-        yield RobotsCache(robots_fetch(session, guard=guard), clock or SystemClock())
+        fetch = robots_fetch(session, guard=guard)
+        if cache is not None:
+            fetch = cache.robots(fetch)
+        yield RobotsCache(fetch, clock or SystemClock())
     finally:
         await session.close()
 

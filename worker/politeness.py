@@ -1,11 +1,13 @@
 """The politeness permit: leave to send one request to a host, held as an async context
 manager.
 
-A permit is one grant from the execution's own policy, keyed by execution and host, and,
+A permit is one grant from the execution's own policy, keyed by execution and origin
+(scheme, host and port: ``http://a.test:8080`` and ``https://a.test`` are two sites), and,
 when the deployment sets a ceiling per host (``TRAWL_HOST_MAX_RPS``), one from that shared
-key too; if the host is at its ceiling the first is given back. A denial that is due soon
-is waited for in place (up to ``max_inline_wait_s`` at a time); a longer one is a ``Wait``,
-for the task to be handed back to the queue.
+key too, per host name whatever the scheme or port (it protects the machine behind the
+name), across every execution; if it is at its ceiling the first is given back. A denial
+that is due soon is waited for in place (up to ``max_inline_wait_s`` at a time); a longer
+one is a ``Wait``, for the task to be handed back to the queue.
 
     permit = await politeness.acquire(execution_id, url, policy)
     if isinstance(permit, Wait): ...  # hand the task back after permit.retry_after_s
@@ -23,7 +25,7 @@ from types import TracebackType
 from backends.clock import Clock
 from backends.errors import RetryableError
 from backends.ratelimit import Grant, RateLimiter, RatePolicy
-from workflows.urls import host_key
+from workflows.urls import host_of, origin_of
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +90,13 @@ class Politeness:
     async def acquire(self, execution_id: str, url: str, policy: RatePolicy) -> Permit | Wait:
         """A permit to send one request to ``url``'s host under ``policy``, or how long to
         wait for one. A RetryableError is the limiter's own backend failing."""
-        key = f"{execution_id}|{host_key(url)}"
+        origin = origin_of(url)  # per site: scheme, host and port
+        key = f"{execution_id}|{origin}"
         while True:
             grant = await self._limiter.acquire(key, policy)
             taken = [(key, grant)]
             if grant.granted and self._host_policy is not None:
-                shared = f"host|{host_key(url)}"
+                shared = f"host|{host_of(url)}"
                 host_grant = await self._limiter.acquire(shared, self._host_policy)
                 if host_grant.granted:
                     taken.append((shared, host_grant))

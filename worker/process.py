@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.trace import Span, StatusCode
@@ -28,10 +28,15 @@ from nodes.page import Page
 from worker.context import ExecutionCache
 from worker.endings import Filtered, HandBack, ending_of
 from worker.frontier import Frontier
-from worker.politeness import NO_PERMIT, Politeness, Wait
+from worker.politeness import NO_PERMIT, Permit, Politeness, Wait
+from worker.proxies import ProxyRouter
 from worker.records import Record
+from worker.recrawl import compare
 from worker.retry import backoff_delay
 from worker.robots import RobotsCache
+from worker.secrets import redact
+from worker.session import Sessions
+from worker.sitemaps import SitemapReader, seed_plan
 from worker.stages import Extraction, Plan, build_record, succeeded, task_result
 from worker.telemetry import EXECUTION_ID, Telemetry
 from workflows.redact import redact_text
@@ -83,9 +88,14 @@ class TaskProcessor:
         )
         self._robots = robots
         self._frontier = frontier
+        self._sitemaps = SitemapReader(frontier, fetchers)
+        self._sessions = Sessions(contexts.state, fetchers, clock)  # logins (worker/session.py)
         self._clock = clock
+        self._proxies = ProxyRouter(
+            clock=clock, http=fetchers.get("http"), on_outcome=self._t.count_proxy
+        )
         # Deliveries of a task this process handed back untried (politeness, stopping), by
-        # (execution, url). The queue's delivery_attempt counts every delivery; these are
+        # (execution, task key). The queue's delivery_attempt counts every delivery; these are
         # not attempts at the page, so they must not use up its retries.
         self._handbacks: dict[tuple[str, str], int] = {}
 
@@ -106,7 +116,7 @@ class TaskProcessor:
         finally:
             EXECUTION_ID.reset(token)
         if outcome is not None:  # settled for good
-            self._handbacks.pop((task.execution_id, task.url), None)
+            self._handbacks.pop((task.execution_id, task.ledger_key), None)
         return outcome
 
     async def _process(self, delivery: Delivery) -> Outcome | None:
@@ -117,9 +127,13 @@ class TaskProcessor:
         if ctx.execution.status in _ENDED:
             return await self._end(delivery, Filtered("cancelled"), None)
         try:
-            return await self._run(Plan.of(ctx, delivery.task), delivery)
+            task = delivery.task
+            await self._sessions.ensure(ctx)  # a workflow with a login: its session first
+            if task.kind != "page":  # a sitemap, or a robots.txt read for its sitemaps
+                return await self._seed(seed_plan(ctx, task), delivery)
+            return await self._run(Plan.of(ctx, task), delivery)
         except Exception as exc:
-            return await self._end(delivery, exc, ctx.workflow.retries)
+            return await self._end(delivery, exc, ctx.workflow.retries, ctx.sensitive_values())
 
     # -- the stages, in order
 
@@ -128,8 +142,13 @@ class TaskProcessor:
         task = plan.task
         if plan.ctx.workflow.politeness.respect_robots_txt:
             plan = await self._robots_stage(plan)
-        with self._t.stage("politeness"):
-            permit = await self._politeness.acquire(task.execution_id, task.url, plan.policy)
+        # Before the permit: with every proxy resting the task goes back untried.
+        plan = plan.through(await self._proxies.route(plan.ctx, task.url))
+        if await self._fetchers[plan.engine].stored(plan.request):
+            permit: Permit | Wait = NO_PERMIT  # a cache hit sends no request to the host
+        else:
+            with self._t.stage("politeness"):
+                permit = await self._politeness.acquire(task.execution_id, task.url, plan.policy)
         if isinstance(permit, Wait):
             raise HandBack(permit.retry_after_s)
         async with permit:
@@ -138,6 +157,41 @@ class TaskProcessor:
             funnel = await self._frontier.admit(plan.ctx, task, page.links)
         record = build_record(plan, page)
         return Outcome(delivery, succeeded(delivery, page, funnel, record), record)
+
+    async def _seed(self, plan: Plan, delivery: Delivery) -> Outcome:
+        """A task that is not a page (worker/sitemaps.py): robots.txt, proxies and
+        politeness as for a page, then the sitemap is read instead of the nodes, or the
+        robots.txt's Sitemap: lines are taken. No record."""
+        task, ctx = plan.task, plan.ctx
+        if task.kind == "robots_sitemaps":
+            permit: Permit | Wait = NO_PERMIT
+            if self._robots.needs_fetch(task.url):
+                with self._t.stage("politeness"):
+                    permit = await self._politeness.acquire(task.execution_id, task.url, ctx.policy)
+            if isinstance(permit, Wait):
+                raise HandBack(permit.retry_after_s)
+            async with permit:
+                with self._t.stage("robots"):
+                    lines = await self._robots.sitemaps(task.url, ctx.workflow.fetch.user_agent)
+            with self._t.stage("frontier", links=len(lines)):
+                read = await self._sitemaps.from_robots(ctx, task, lines)
+        else:
+            if ctx.workflow.politeness.respect_robots_txt:
+                plan = await self._robots_stage(plan)
+            plan = plan.through(await self._proxies.route(ctx, task.url))
+            with self._t.stage("politeness"):
+                permit = await self._politeness.acquire(task.execution_id, task.url, plan.policy)
+            if isinstance(permit, Wait):
+                raise HandBack(permit.retry_after_s)
+            async with permit:
+                with self._t.stage("fetch", engine=plan.engine):
+                    document = await self._sitemaps.fetch(plan)
+            with self._t.stage("sitemap"):
+                read = await self._sitemaps.read(plan, document)
+        result = task_result(
+            delivery, "succeeded", warnings=dict(read.warnings), funnel=dict(read.funnel)
+        )
+        return Outcome(delivery, result)
 
     async def _robots_stage(self, plan: Plan) -> Plan:
         """Ask robots.txt once; the plan slowed to its Crawl-delay. Fetching it is a request
@@ -164,28 +218,42 @@ class TaskProcessor:
         fetched_at = self._clock.wall()
         async with contextlib.AsyncExitStack() as stack:
             with self._t.stage("fetch", engine=plan.engine) as fetch_span:
-                page = await stack.enter_async_context(
-                    self._fetchers[plan.engine].open(plan.request)
-                )
+                opening = self._fetchers[plan.engine].open(plan.request)
+                if plan.route is None:
+                    page = await stack.enter_async_context(opening)
+                else:  # judged for bans on the way (worker/proxies.py)
+                    fetch_span.set_attribute("trawl.proxy", plan.route.name)
+                    page = await plan.route.open(stack, opening, plan.task.url)
                 fetch_span.set_attribute("http.response.status_code", page.status)
             self._observe_fetch(page, plan.engine)
+            await self._sessions.judge(plan, page)  # led to the login page: log in again
+            hashed = plan.task.phase in plan.ctx.record_phases
+            compared = compare(plan.task.previous, page, hashed=hashed)
+            if compared.repeat is not None:  # a recrawl found it unchanged: no nodes
+                return Extraction.repeated(page, fetched_at, compared, compared.repeat)
             with self._t.stage("nodes"):
                 around = self._node_span if self._t.tracing else None
                 nodes = await run_chain(plan.phase.nodes, page, plan.task.depth, around=around)
-            return Extraction.of(page, fetched_at, nodes)
+            return Extraction.of(page, fetched_at, nodes, compared)
 
     # -- how a task ends
 
     async def _end(
-        self, delivery: Delivery, exc: Exception, retries: Retries | None
+        self,
+        delivery: Delivery,
+        exc: Exception,
+        retries: Retries | None,
+        secrets: Sequence[str] = (),
     ) -> Outcome | None:
         """Settle a task that raised ``exc`` as the table in worker/endings.py says; None
-        when it went back to the queue. ``retries``: None where no retry can apply."""
+        when it went back to the queue. ``retries``: None where no retry can apply;
+        ``secrets``: values its failure message must not show (the execution's secrets
+        and session cookies)."""
         task = delivery.task
         ending = ending_of(exc)
         if ending.kind == "filtered":
             return Outcome(delivery, task_result(delivery, "filtered", ending.error_class))
-        handbacks = self._handbacks.get((task.execution_id, task.url), 0)
+        handbacks = self._handbacks.get((task.execution_id, task.ledger_key), 0)
         if ending.kind == "hand_back":
             delay_s = ending.delay_s
             if delay_s is None:  # Trawl's own backend, not the page: later each time
@@ -202,7 +270,7 @@ class TaskProcessor:
         # The message goes to the failures table, failures.jsonl and the API: URLs in it
         # lose their credentials and tokens (the task's own URL is kept as it is: it is
         # what a replay fetches).
-        message = redact_text(ending.message or "")
+        message = redact(redact_text(ending.message or ""), secrets)
         result = task_result(
             delivery, "failed", ending.error_class, message, attempt=max(1, attempt)
         )
@@ -210,7 +278,7 @@ class TaskProcessor:
 
     async def _hand_back(self, delivery: Delivery, delay_s: float) -> None:
         """Give an untried delivery back to the queue; its next one is not a retry."""
-        key = (delivery.task.execution_id, delivery.task.url)
+        key = (delivery.task.execution_id, delivery.task.ledger_key)
         if key not in self._handbacks and len(self._handbacks) >= MAX_REMEMBERED_HANDBACKS:
             del self._handbacks[next(iter(self._handbacks))]
         self._handbacks[key] = self._handbacks.get(key, 0) + 1

@@ -103,7 +103,7 @@ class LeaseTracker(TaskQueue):
         """The keys of the tasks held now, by execution."""
         keys: dict[str, list[str]] = defaultdict(list)
         for task in list(self._held.values()):
-            keys[task.execution_id].append(task.url)
+            keys[task.execution_id].append(task.ledger_key)
         return dict(keys)
 
 

@@ -10,9 +10,11 @@ for the people who consume exports.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+
+Change = Literal["new", "changed", "unchanged"]
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
@@ -25,7 +27,11 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     ``depth`` the number of links from a start URL, ``status`` the HTTP status of the
     response and ``content_type`` its media type without parameters (``text/html``);
     ``fetched_at`` when the fetch began (UTC, whole seconds) and ``data`` the fields the
-    phase's nodes extracted.
+    phase's nodes extracted. ``etag`` and ``last_modified`` are the response's validators
+    (its headers, as sent), ``content_hash`` the SHA-256 of the page's HTML as the nodes
+    read it, and ``change`` what a recrawl found (worker/recrawl.py): ``new`` (no record of
+    the URL in the previous execution; every record of a first execution), ``changed`` or
+    ``unchanged`` (then ``data`` is the previous record's, not extracted again).
     """
 
     execution_id: str
@@ -38,6 +44,12 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     depth: int
     status: int
     content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    change: Change = "new"
+    # A page listed in a sitemap: that entry's ``<lastmod>``, as written (worker/sitemaps.py).
+    lastmod: str | None = None
     fetched_at: datetime
     data: dict[str, Any]
 

@@ -12,14 +12,18 @@ until a view asks for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Literal
 
 import msgspec
 
 from backends.state import Execution, ExecutionStatus, Progress, WarningExample
+from backends.task import SEED_PHASE
 
 HealthState = Literal["ok", "stalled"]
+# The funnel stages a recrawl's report sums as its ``changes``.
+CHANGE_STAGES: Final = ("changed", "unchanged")
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,14 +48,46 @@ class Pages(msgspec.Struct, frozen=True, kw_only=True):
     filtered: int = 0
 
 
+class Sitemaps(msgspec.Struct, frozen=True, kw_only=True):
+    """What an execution's sitemaps gave (worker/sitemaps.py): sitemap files ``read``, seed
+    tasks (sitemaps, robots.txt read for them) ``failed`` or ``filtered`` by robots.txt,
+    page ``urls`` listed, of them ``queued`` as tasks, and ``over_limit``: URLs past
+    ``max_urls`` and nested sitemaps past the nesting limit."""
+
+    read: int = 0
+    failed: int = 0
+    filtered: int = 0
+    urls: int = 0
+    queued: int = 0
+    over_limit: int = 0
+
+    @classmethod
+    def of(cls, progress: Progress) -> Sitemaps | None:
+        """From the counters of the seed tasks' phase; None when there were none."""
+        outcomes = progress.by_phase.get(SEED_PHASE)
+        if outcomes is None:
+            return None
+        funnel = progress.funnel.get(f"{SEED_PHASE}|", {})
+        return cls(
+            read=funnel.get("fetched", 0),
+            failed=outcomes.get("failed", 0),
+            filtered=outcomes.get("filtered", 0),
+            urls=funnel.get("discovered", 0),
+            queued=funnel.get("new", 0),
+            over_limit=funnel.get("over_limit", 0),
+        )
+
+
 class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
     """What is known of one execution at one moment.
 
     ``records`` counts the records written (in a summary: those the export kept, after
     ``duplicate_records_dropped``). ``by_phase`` and ``by_marker`` map a phase or marker
     (none: "") to outcome to count; ``funnel`` maps "phase|marker" to stage (discovered,
-    in_scope, new, fetched, extracted) to count. ``settled``: a cancelled execution's
-    counters are frozen and its export written.
+    in_scope, duplicate_marker, new, fetched, extracted; changed, unchanged) to count.
+    ``settled``: a cancelled execution's counters are frozen and its export written.
+    ``recrawl_of``: the execution a recrawl goes over, and ``changes`` its pages found
+    ``changed`` and ``unchanged`` (the funnel's, summed; its other records are ``new``).
     """
 
     execution_id: str
@@ -75,6 +111,9 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
     settled: bool = True
     duplicate_records_dropped: int = 0
     warning_examples: list[WarningExample] = []
+    recrawl_of: str | None = None
+    changes: dict[str, int] = {}
+    sitemaps: Sitemaps | None = None
 
     @classmethod
     def of(
@@ -108,6 +147,8 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
             funnel=progress.funnel,
             health=health,
             settled=settled,
+            **recrawl_view(execution, progress.funnel),
+            sitemaps=Sitemaps.of(progress),
         )
 
     def top_errors(self, count: int) -> list[tuple[str, int]]:
@@ -144,6 +185,9 @@ STATUS_KEYS: Final = (
     "warnings",
     "health",
     "settled",
+    "recrawl_of",
+    "changes",
+    "sitemaps",
 )
 SUMMARY_KEYS: Final = (
     "execution_id",
@@ -161,7 +205,49 @@ SUMMARY_KEYS: Final = (
     "warnings",
     "funnel",
     "warning_examples",
+    "recrawl_of",
+    "changes",
+    "sitemaps",
 )
+
+
+def recrawl_view(execution: Execution, funnel: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """``recrawl_of`` and ``changes`` of a recrawl's report (nothing for another execution)."""
+    previous = execution.params.get("recrawl_of")  # set by worker/start.py (worker/recrawl.py)
+    if not isinstance(previous, str):
+        return {}
+    changes = dict.fromkeys(CHANGE_STAGES, 0)
+    for stages in funnel.values():
+        for stage in CHANGE_STAGES:
+            changes[stage] += stages.get(stage, 0)
+    return {"recrawl_of": previous, "changes": changes}
+
+
+def changes_line(view: Mapping[str, Any]) -> str | None:
+    """What ``trawl run`` and ``trawl status`` print of a recrawl's report view (a status
+    view, a summary.json): ``recrawl of ID: 20 unchanged, 1 changed``; None for another
+    execution."""
+    previous = view.get("recrawl_of")
+    if not previous:
+        return None
+    changes = view.get("changes") or {}
+    counts = ", ".join(f"{changes.get(stage, 0)} {stage}" for stage in reversed(CHANGE_STAGES))
+    return f"recrawl of {previous}: {counts}"
+
+
+def sitemaps_line(view: Mapping[str, Any]) -> str | None:
+    """What ``trawl run`` and ``trawl status`` print of a report view's sitemaps:
+    ``sitemaps: 3 read, 171 URLs, 168 queued`` (failed, filtered and over the limit when
+    there are any); None for an execution without sitemaps."""
+    counts = view.get("sitemaps")
+    if not counts:
+        return None
+    parts = [f"{counts.get('read', 0)} read"]
+    parts += [f"{counts[k]} {k}" for k in ("failed", "filtered") if counts.get(k)]
+    parts += [f"{counts.get('urls', 0)} URLs", f"{counts.get('queued', 0)} queued"]
+    if counts.get("over_limit"):
+        parts.append(f"{counts['over_limit']} over the limit")
+    return "sitemaps: " + ", ".join(parts)
 
 
 def _rate(execution: Execution, finished: int, now: datetime | None) -> float:
@@ -176,3 +262,9 @@ def _rate(execution: Execution, finished: int, now: datetime | None) -> float:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report_lines(view: Mapping[str, Any]) -> list[str]:
+    """The lines ``trawl run`` and ``trawl status`` print under the page counts for what
+    only some executions have: a recrawl's changes, the sitemaps read."""
+    return [line for line in (changes_line(view), sitemaps_line(view)) if line]

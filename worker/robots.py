@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import msgspec
 from protego import Protego
-from yarl import URL
 
 from backends.clock import Clock
 from backends.ratelimit import RatePolicy
+from workflows.urls import origin_of
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,18 @@ class RobotsCache:
         rules = await self._rules(_origin(url), user_agent)
         return bool(rules.can_fetch(url, user_agent))
 
+    async def sitemaps(self, url: str, user_agent: str) -> list[str]:
+        """The ``Sitemap:`` lines of the robots.txt of ``url``'s origin, as written (they
+        may be relative); [] when it has none or cannot be read, which never fails a crawl.
+        The same cached rules the verdicts come from: one fetch serves both."""
+        try:
+            rules = await self._rules(_origin(url), user_agent)
+            return [str(line) for line in rules.sitemaps]
+        except Exception as exc:
+            log.warning("robots.txt sitemaps unreadable for %s: %s", url, exc)
+            return []
+
 
 def _origin(url: str) -> str:
-    return str(URL(url).origin())
+    """robots.txt applies to one origin (RFC 9309 §2.3): scheme, host and port."""
+    return origin_of(url)

@@ -22,12 +22,18 @@ from backends.fetcher import FetchRequest
 from backends.queue import Delivery
 from backends.ratelimit import RatePolicy
 from backends.state import TaskOutcome, TaskResult, funnel_key
-from backends.task import Task
+from backends.task import Previous, Task
 from nodes.context import Link, NodeContext
+from nodes.extract import MISSING_REQUIRED
 from nodes.page import Page
 from worker.context import ExecutionContext
-from worker.records import Record, fetch_time, media_type
+from worker.proxies import ProxyRoute
+from worker.records import Change, Record, fetch_time, media_type
+from worker.recrawl import Comparison, conditional
 from workflows.spec import Phase
+
+# The warning of a page whose record was left out for a missing required field.
+RECORD_DROPPED = "record_dropped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +47,26 @@ class Plan:
     engine: str
     request: FetchRequest
     policy: RatePolicy
+    # The proxy the request goes through (worker/proxies.py); None: straight to the site.
+    route: ProxyRoute | None = None
 
     @classmethod
     def of(cls, ctx: ExecutionContext, task: Task) -> Plan:
         phase = ctx.phases[task.phase]
         engine = ctx.workflow.engine_of(phase)
-        return cls(ctx, task, phase, engine, ctx.request(task.url), ctx.policy)
+        request = conditional(ctx.request(task.url), task.previous, engine)
+        if needs_live_page(phase):
+            request = replace(request, live=True)
+        return cls(ctx, task, phase, engine, request, ctx.policy)
 
     def slowed_to(self, policy: RatePolicy) -> Plan:
         return self if policy is self.policy else replace(self, policy=policy)
+
+    def through(self, route: ProxyRoute | None) -> Plan:
+        """The plan with its request going through ``route``'s proxy (None: as it is)."""
+        if route is None:
+            return self
+        return replace(self, request=route.request(self.request), route=route)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +81,25 @@ class Extraction:
     warning_fields: dict[str, int]
     final_url: str | None = None
     content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    change: Change = "new"
+    # False when the page was unchanged and ``data`` is the previous record's (no nodes ran).
+    extracted: bool = True
 
     @classmethod
-    def of(cls, page: Page, fetched_at: datetime, nodes: NodeContext) -> Extraction:
+    def of(
+        cls, page: Page, fetched_at: datetime, nodes: NodeContext, compared: Comparison
+    ) -> Extraction:
         return cls(
             status=page.status,
             final_url=page.url,
             content_type=media_type(page.headers.get("content-type")),
+            etag=page.headers.get("etag"),
+            last_modified=page.headers.get("last-modified"),
+            content_hash=compared.content_hash,
+            change=compared.change,
             fetched_at=fetched_at,
             data=nodes.data,
             links=nodes.links,
@@ -78,11 +107,49 @@ class Extraction:
             warning_fields=dict(nodes.warning_fields),
         )
 
+    @classmethod
+    def repeated(
+        cls, page: Page, fetched_at: datetime, compared: Comparison, previous: Previous
+    ) -> Extraction:
+        """An unchanged page: the previous record's data, no links. A 304 has no body of its
+        own: the previous status, media type and (unless it sent new ones) validators hold."""
+        not_modified = page.status == 304
+        headers = page.headers
+        return cls(
+            status=previous.status if not_modified else page.status,
+            final_url=page.url,
+            content_type=(
+                previous.content_type if not_modified else media_type(headers.get("content-type"))
+            ),
+            etag=headers.get("etag") or (previous.etag if not_modified else None),
+            last_modified=headers.get("last-modified")
+            or (previous.last_modified if not_modified else None),
+            content_hash=compared.content_hash,
+            change="unchanged",
+            fetched_at=fetched_at,
+            data=dict(previous.data or {}),
+            links=[],
+            warnings={},
+            warning_fields={},
+            extracted=False,
+        )
+
+
+def needs_live_page(phase: Phase) -> bool:
+    """Whether the phase's nodes need the page's live tab (script nodes), which a stored
+    copy of the page cannot give them."""
+    return any(node.needs_browser for node in phase.nodes)
+
 
 def build_record(plan: Plan, page: Extraction) -> Record | None:
-    """The page's record, if its phase writes records (has extract or script nodes)."""
+    """The page's record, if its phase writes records (has extract or script nodes) and,
+    under ``records.missing_required: drop``, none of its required fields is missing (a
+    record left out is counted on the page: see ``count_drop``)."""
     task = plan.task
     if task.phase not in plan.ctx.record_phases:
+        return None
+    if page.warnings.get(MISSING_REQUIRED) and plan.ctx.workflow.records.missing_required == "drop":
+        count_drop(page)
         return None
     return Record(
         execution_id=task.execution_id,
@@ -95,21 +162,40 @@ def build_record(plan: Plan, page: Extraction) -> Record | None:
         depth=task.depth,
         status=page.status,
         content_type=page.content_type,
+        etag=page.etag,
+        last_modified=page.last_modified,
+        content_hash=page.content_hash,
+        change=page.change,
+        lastmod=task.lastmod,
         fetched_at=fetch_time(page.fetched_at),
         data=page.data,
     )
+
+
+def count_drop(page: Extraction) -> None:
+    """Count the page's record as left out for missing required fields: a
+    ``record_dropped`` warning, naming each field that was missing, so the run's warnings
+    list the drops with example URLs beside the ``missing_required`` ones. The page itself
+    still counts as fetched (and not extracted) in the funnel."""
+    page.warnings[RECORD_DROPPED] = page.warnings.get(RECORD_DROPPED, 0) + 1
+    for key in list(page.warning_fields):
+        kind, _, field = key.partition("|")
+        if kind == MISSING_REQUIRED:
+            page.warning_fields[f"{RECORD_DROPPED}|{field}"] = 1
 
 
 def succeeded(
     delivery: Delivery, page: Extraction, funnel: Counter[str], record: Record | None
 ) -> TaskResult:
     """The result of a page that went through every stage, with its funnel counts: the
-    frontier's (discovered, in scope, new), then this page fetched and, with a record,
-    extracted."""
+    frontier's (discovered, in scope, new), then this page fetched, with a record extracted
+    (unless it repeats the previous one), and in a recrawl changed or unchanged."""
     task = delivery.task
     funnel[funnel_key("fetched", task.phase, task.marker)] += 1
-    if record is not None:
+    if record is not None and page.extracted:
         funnel[funnel_key("extracted", task.phase, task.marker)] += 1
+    if task.previous is not None:
+        funnel[funnel_key(page.change, task.phase, task.marker)] += 1
     return task_result(
         delivery,
         "succeeded",
@@ -136,7 +222,7 @@ def task_result(
     delivery's own count)."""
     task = delivery.task
     return TaskResult(
-        key=task.url,
+        key=task.ledger_key,
         url=task.url,
         phase=task.phase,
         marker=task.marker,

@@ -51,6 +51,7 @@ class Telemetry:
     queue_lag: Histogram
     records: Counter
     funnel: Counter
+    proxy_requests: Counter
 
     @classmethod
     def create(
@@ -91,6 +92,12 @@ class Telemetry:
                 unit="{link}",
                 description="Links discovered, in scope, new; pages fetched, extracted; "
                 "by stage, target phase and marker",
+            ),
+            proxy_requests=meter.create_counter(
+                "trawl.proxy.requests",
+                unit="{request}",
+                description="Requests through a workflow's proxies, by proxy (host:port) "
+                "and outcome (ok, failed, banned)",
             ),
         )
 
@@ -140,6 +147,11 @@ class Telemetry:
         if self.measuring and task.published_at > 0:
             lag = max(now - task.published_at, 0.0)
             self.queue_lag.record(lag, {"trawl.phase": task.phase})
+
+    def count_proxy(self, proxy: str, outcome: str) -> None:
+        """One request through ``proxy`` (``host:port``, never its credentials)."""
+        if self.measuring:
+            self.proxy_requests.add(1, {"trawl.proxy": proxy, "trawl.outcome": outcome})
 
     def count_funnel(self, counts: Mapping[str, int]) -> None:
         if not self.measuring:

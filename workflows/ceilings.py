@@ -89,11 +89,18 @@ def _scalars(w: Workflow, c: Ceilings) -> Iterator[tuple[str, float, float, str]
     yield "max_depth", w.max_depth, c.max_depth, env + "MAX_DEPTH"
     yield "retries.max_attempts", w.retries.max_attempts, c.max_attempts, env + "MAX_ATTEMPTS"
     yield "retries.backoff_s", w.retries.backoff_s, c.max_backoff_s, env + "MAX_BACKOFF_S"
+    if w.login is not None:
+        timeout = w.login.timeout_s
+        yield "login.timeout_s", timeout, c.max_fetch_timeout_s, env + "MAX_FETCH_TIMEOUT_S"
     for i, phase in enumerate(w.phases):
         for j, node in enumerate(phase.nodes):
             if isinstance(node, ScriptNode):
                 path = f"phases[{i}].nodes[{j}].timeout_s"
                 yield path, node.timeout_s, c.max_script_timeout_s, env + "MAX_SCRIPT_TIMEOUT_S"
+
+
+# Mappings whose keys the author chose (fields, headers, cookies, form fields).
+_USER_KEYED = frozenset({"fields", "headers", "cookies", "form"})
 
 
 def _collections(data: Any, path: str, user_keys: bool = False) -> Iterator[tuple[str, int]]:
@@ -107,4 +114,4 @@ def _collections(data: Any, path: str, user_keys: bool = False) -> Iterator[tupl
         if user_keys:
             yield path, len(data)
         for key, value in data.items():
-            yield from _collections(value, paths.key(path, str(key)), key == "fields")
+            yield from _collections(value, paths.key(path, str(key)), key in _USER_KEYED)

@@ -4,25 +4,25 @@ node spec's own ``check``) write their problems to.
 
 Each syntax check returns an error message or None. CSS is checked by lexbor (selectolax)
 and XPath by lxml because those are the engines that will run them: a selector one engine
-accepts and another rejects must fail here, not on the thousandth page.
+accepts and another rejects must fail here, not on the thousandth page
+(``workflows/css_errors.py`` says why, and where, a selector fails).
+
+When the document has structural problems, semantic checks run on its best-effort view
+(``workflows/structure.py``); ``Findings`` then translates the view's paths to the
+document's and leaves out what could only echo a structural problem (``workflows/gaps.py``).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from lxml import etree
-from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
-from workflows import paths, regex
+from workflows import css_errors, paths, regex, scope
 from workflows.errors import Problem, did_you_mean
-
-_EMPTY_DOCUMENT = LexborHTMLParser("")
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+from workflows.gaps import Gaps
 
 
 def regex_error(pattern: str) -> str | None:
@@ -31,12 +31,8 @@ def regex_error(pattern: str) -> str | None:
 
 
 def css_error(selector: str) -> str | None:
-    """Why lexbor cannot parse ``selector``, if it cannot."""
-    try:
-        _EMPTY_DOCUMENT.css(selector)
-    except SelectolaxError:
-        return f"invalid CSS selector {selector!r}"
-    return None
+    """Why lexbor cannot parse ``selector``, and where, if it cannot."""
+    return css_errors.css_error(selector)
 
 
 def xpath_error(expression: str) -> str | None:
@@ -64,47 +60,48 @@ def start_url_error(url: str) -> str | None:
 
 
 def domain_error(domain: str) -> str | None:
-    """``allowed_domains`` entries: a hostname, an IP address, or ``*.domain``."""
-    problem = f"must be a hostname or *.domain (no scheme, port or path), got {domain!r}"
-    host = domain.removeprefix("*.")
-    try:
-        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        pass
-    else:
-        return None if host == domain else problem
-    try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return problem
-    labels = ascii_host.split(".")
-    if len(ascii_host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        return problem
-    return None
+    """``allowed_domains`` entries: a host, ``*.domain``, ``host:port`` or an origin
+    (the forms and how each matches: workflows/scope.py)."""
+    return scope.entry_error(domain)
 
 
 @dataclass(slots=True)
 class Findings:
-    """The problems found so far, in the order found, and the checks that add to them."""
+    """The problems found so far, in the order found, and the checks that add to them.
+
+    ``gaps`` are the holes structural validation left in the document (none for a
+    ``Workflow`` built in code); paths given to ``add`` are the view's, problems carry the
+    document's.
+    """
 
     problems: list[Problem] = field(default_factory=list)
+    gaps: Gaps = field(default_factory=Gaps)
 
-    def add(self, path: str, message: str | None) -> None:
-        """Record a problem at ``path``; a None message (the check passed) records nothing."""
-        if message is not None:
-            self.problems.append(Problem(path, message))
+    def add(
+        self, path: str, message: str | None, *, depends_on: Iterable[str] | None = None
+    ) -> None:
+        """Record a problem at ``path``; a None message (the check passed) records nothing.
+
+        A rule's verdict depends on more than the value at ``path``: by default on the
+        innermost struct around it (the node, field or transition it judges), or on the
+        paths ``depends_on`` names (``[*]`` for any index; ``()``: the value alone). The
+        problem is left out when a structural problem broke any of it, since it could be
+        an echo of that one.
+        """
+        if message is not None and not self.gaps.hides(path, depends_on):
+            self.problems.append(Problem(self.gaps.original(path), message))
 
     def css(self, path: str, selector: str) -> None:
         """``selector`` must be CSS that lexbor parses."""
-        self.add(path, css_error(selector))
+        self.add(path, css_error(selector), depends_on=())
 
     def xpath(self, path: str, expression: str) -> None:
         """``expression`` must be XPath that libxml2 compiles."""
-        self.add(path, xpath_error(expression))
+        self.add(path, xpath_error(expression), depends_on=())
 
     def regex(self, path: str, pattern: str) -> None:
         """``pattern`` must be a regex Trawl can run."""
-        self.add(path, regex_error(pattern))
+        self.add(path, regex_error(pattern), depends_on=())
 
     def regexes(self, path: str, patterns: Iterable[str]) -> None:
         """Every pattern of the list at ``path`` must be a regex Trawl can run."""
@@ -133,13 +130,20 @@ class NodeSite:
 
     ``path`` is the node's (``phases[1].nodes[0]``), ``phase`` its phase's name, ``emitted``
     the markers of the link-emitting nodes before it in the phase, in order; problems go to
-    ``found``.
+    ``found``. Ask ``may_emit`` rather than ``emitted`` whether a marker is emitted before
+    the node: it is also true when a broken node before it may emit it.
     """
 
     path: str
     phase: str
     emitted: Sequence[str]
     found: Findings
+    # False when a node before it had a structural problem: what it emits is unknown.
+    emitted_known: bool = True
+
+    def may_emit(self, marker: str) -> bool:
+        """Whether a node before this one emits ``marker``, or might (``emitted_known``)."""
+        return marker in self.emitted or not self.emitted_known
 
     def unemitted(self, marker: str) -> str:
         """The end of a message about ``marker``, which no node before this one emits."""

@@ -49,7 +49,13 @@ class WorkflowInvalid(Exception):
 
 def did_you_mean(word: object, choices: Iterable[str]) -> str:
     """``; did you mean 'x'?`` for the closest choice to a misspelt word, else ``""``."""
+    close = closest(word, choices)
+    return f"; did you mean {close!r}?" if close is not None else ""
+
+
+def closest(word: object, choices: Iterable[str]) -> str | None:
+    """The choice a misspelt ``word`` most likely meant, if one is close enough."""
     if not isinstance(word, str):
-        return ""
+        return None
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return close[0] if close else None

@@ -18,7 +18,7 @@ import yaml
 
 from workflows import paths, yaml_safe
 from workflows.errors import Problem, WorkflowInvalid
-from workflows.overrides import apply_overrides
+from workflows.overrides import override
 from workflows.spec import Workflow
 from workflows.validate import validate_data
 
@@ -43,15 +43,19 @@ def load_workflow(
     ``fmt`` defaults to the ``filename``'s extension (``.json`` is JSON), else YAML, which
     also reads JSON. ``filename`` only labels problems; it is never read.
     """
-    data = parse_document(text, filename=filename, fmt=fmt, max_bytes=max_bytes)
+    data, read_problems = _read(text, filename=filename, fmt=fmt, max_bytes=max_bytes)
+    if data is None:
+        raise WorkflowInvalid(read_problems, source=filename)
+    # Every problem in one run: an override that cannot apply, a duplicate key, and what
+    # validation finds in the rest. The command line's own mistakes come first.
+    data, set_problems = override(data, overrides)
     try:
-        if overrides:
-            data = apply_overrides(data, overrides)
-        return validate_data(data, source=filename)
+        workflow = validate_data(data, source=filename, earlier=read_problems)
     except WorkflowInvalid as error:
-        if error.source == filename:
-            raise
-        raise WorkflowInvalid(error.problems, source=filename) from None
+        raise WorkflowInvalid(set_problems + error.problems, source=filename) from None
+    if set_problems:
+        raise WorkflowInvalid(set_problems, source=filename)
+    return workflow
 
 
 def load_workflow_file(
@@ -80,27 +84,33 @@ def parse_document(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str, Any]:
     """The raw top-level mapping of a document, not yet validated; raises ``WorkflowInvalid``."""
+    data, problems = _read(text, filename=filename, fmt=fmt, max_bytes=max_bytes)
+    if problems or data is None:
+        raise WorkflowInvalid(problems, source=filename)
+    return data
+
+
+def _read(
+    text: str | bytes, *, filename: str | None, fmt: Format | None, max_bytes: int
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The top-level mapping of a document and the problems of reading it: no mapping
+    when it cannot be read (too large, not UTF-8 or YAML or JSON, not a mapping); a
+    mapping with problems when its keys repeat (the last of each kept)."""
     raw = text.encode() if isinstance(text, str) else bytes(text)
     if len(raw) > max_bytes:
-        problem = Problem("", f"document is larger than the limit of {max_bytes} bytes")
-        raise WorkflowInvalid([problem], source=filename)
+        return None, [Problem("", f"document is larger than the limit of {max_bytes} bytes")]
     try:
         decoded = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        problem = Problem("", f"document is not UTF-8 (byte {error.start})")
-        raise WorkflowInvalid([problem], source=filename) from None
+        return None, [Problem("", f"document is not UTF-8 (byte {error.start})")]
     if fmt is None:
         fmt = "json" if filename and filename.lower().endswith(".json") else "yaml"
     data, problems = _parse_json(decoded) if fmt == "json" else _parse_yaml(decoded)
-    if not problems:
-        if data is None:
-            problems = [Problem("", "document is empty")]
-        elif not isinstance(data, dict):
-            problems = [Problem("", f"a workflow must be a mapping, got {_kind(data)}")]
-    if problems:
-        raise WorkflowInvalid(problems, source=filename)
-    assert isinstance(data, dict)
-    return data
+    if data is None and not problems:
+        return None, [Problem("", "document is empty")]
+    if data is not None and not isinstance(data, dict):
+        return None, [Problem("", f"a workflow must be a mapping, got {_kind(data)}")]
+    return data, problems
 
 
 def _parse_yaml(text: str) -> tuple[Any, list[Problem]]:
@@ -108,10 +118,7 @@ def _parse_yaml(text: str) -> tuple[Any, list[Problem]]:
         node = yaml_safe.compose(text)
         if node is None:
             return None, []
-        duplicates = yaml_safe.duplicate_keys(node)
-        if duplicates:
-            return None, duplicates
-        return yaml_safe.construct(node), []
+        return yaml_safe.construct(node), yaml_safe.duplicate_keys(node)
     except yaml.YAMLError as error:
         return None, [yaml_safe.error_problem(error, text)]
 

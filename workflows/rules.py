@@ -10,8 +10,9 @@ import enum
 from dataclasses import dataclass
 
 from workflows import regex
+from workflows.scope import Sites
 from workflows.spec import Transition, Workflow
-from workflows.urls import BadUrl, canonicalize, host_of
+from workflows.urls import BadUrl, canonicalize
 
 
 class Drop(enum.StrEnum):
@@ -61,13 +62,6 @@ def _compile_transition(t: Transition) -> _CompiledTransition:
     )
 
 
-def domain_allowed(host: str, allowed: frozenset[str], suffixes: tuple[str, ...]) -> bool:
-    """``host`` equals an allowed domain, or sits under a ``*.domain`` entry (or is it)."""
-    if host in allowed:
-        return True
-    return any(host == s[1:] or host.endswith(s) for s in suffixes)
-
-
 VERDICT_CACHE_SIZE = 16_384  # raw link URL -> canonical URL or Drop, per execution
 
 
@@ -79,9 +73,10 @@ class CrawlRules:
         self.workflow = workflow
         scope = workflow.scope
         self.ignore_query_params = tuple(scope.ignore_query_params)
-        domains = scope.allowed_domains or [host_of(u) for u in workflow.start_urls]
-        self._exact = frozenset(d.lower().rstrip(".") for d in domains if not d.startswith("*."))
-        self._suffixes = tuple(d.lower()[1:] for d in domains if d.startswith("*."))
+        sitemaps = workflow.sitemap_settings
+        seeds = [*workflow.start_urls, *(sitemaps.urls if sitemaps is not None else ())]
+        # The sites a URL may be on (workflows/scope.py): by default the seeds' origins.
+        self.sites = Sites.of(scope.allowed_domains, seeds)
         self._include = [regex.compile_pattern(p) for p in scope.include]
         self._exclude = [regex.compile_pattern(p) for p in scope.exclude]
         self._transitions = {
@@ -93,9 +88,9 @@ class CrawlRules:
         return canonicalize(url, self.ignore_query_params)
 
     def in_scope(self, canonical_url: str) -> bool:
-        """Allowed domain, matches an include pattern (if any), matches no exclude pattern."""
-        host = host_of(canonical_url)
-        if not domain_allowed(host, self._exact, self._suffixes):
+        """On an allowed site, matches an include pattern (if any), matches no exclude
+        pattern."""
+        if not self.sites.allows(canonical_url):
             return False
         if self._include and not any(p.search(canonical_url) for p in self._include):
             return False

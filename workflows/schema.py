@@ -62,10 +62,10 @@ DESCRIPTIONS: dict[type[msgspec.Struct], dict[str, str]] = {
         "url": "The login page: the form is POSTed to it, or the browser opens it.",
         "form": "Form fields POSTed as application/x-www-form-urlencoded; values may be "
         "${secret:NAME}.",
-        "script": "JavaScript run in the browser on url instead of a form; it gets the "
-        "workflow's secrets as its argument.",
-        "success_selector": "CSS selector the page after login must match, else the "
-        "login failed.",
+        "script": "JavaScript run in the browser on url instead of a form: a function, "
+        "called with the secrets named in secrets as its argument (name -> value).",
+        "secrets": "Names of the secrets the script gets; no other is given to it.",
+        "success_selector": "CSS selector the page after login must match, else the login failed.",
         "timeout_s": "Seconds the login may take.",
     },
     spec.Proxies: {
@@ -88,8 +88,10 @@ DESCRIPTIONS: dict[type[msgspec.Struct], dict[str, str]] = {
         "HMAC-SHA256 (Trawl-Signature), retried with backoff until a 2xx.",
     },
     spec.Scope: {
-        "allowed_domains": "Hosts a URL may have: a host name, an IP address, or *.domain "
-        "(the domain and every host under it). Default: the hosts of start_urls.",
+        "allowed_domains": "Sites a URL may be on: a host name or IP address (any scheme "
+        "and port), *.domain (the domain and every host under it), host:port (that port "
+        "only) or an origin scheme://host[:port]. Default: the origins (scheme, host, "
+        "port) of start_urls and sitemaps.",
         "include": f"Regexes; when any are given, a URL must match one. {_REGEX}; matched "
         "against the canonical URL.",
         "exclude": f"Regexes; a URL matching one is out of scope. {_REGEX}; matched against "
@@ -152,16 +154,18 @@ DESCRIPTIONS: dict[type[msgspec.Struct], dict[str, str]] = {
         "default": "The value when the field would be null (nothing matched, no attribute, "
         "no regex match, no conversion).",
         "multiple": "A list with a value for every match (nulls left out) instead of the "
-        "first match's value; an empty list is null.",
+        "first match's value; no match gives [] (or the default).",
         "absolute_url": "Resolve the value against the page's URL (or its <base href>).",
         "fields": "Sub-fields evaluated inside the matched element: the value is an object "
         "of them (a list of objects with multiple).",
         "as": "object: with multiple and fields {key, value}, fold the rows into one "
         "object {key: value}.",
         "process": "Text processors applied in order: strip, collapse_whitespace, lower, "
-        "upper, {strip_chars: CHARS}, {replace: [OLD, NEW]}, {split: SEP}, {join: SEP}...",
-        "required": "A record whose value is null or [] is a missing_required warning "
-        "(or dropped, see records.missing_required).",
+        "upper, {strip_chars: CHARS}, {remove: TEXT}, {replace: [OLD, NEW]}, "
+        "{regex_replace: [PATTERN, REPLACEMENT]}, {prefix: TEXT}, {suffix: TEXT}, "
+        "{default_if_empty: VALUE}, {split: SEP}, {join: SEP}, {slice: [START, END]}.",
+        "required": "Top-level fields only: a record whose value is null, [] or {} is a "
+        "missing_required warning (or dropped, see records.missing_required).",
     },
     spec.ExtractLinksNode: {
         "type": "extract_links: emit links for the crawl to follow.",

@@ -36,6 +36,7 @@ Name = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 PhaseName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$")]
 Marker = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
+SecretName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]  # secrets.py
 NonNegInt = Annotated[int, Meta(ge=0)]
 PosInt = Annotated[int, Meta(ge=1)]
 PosFloat = Annotated[float, Meta(gt=0)]
@@ -129,9 +130,16 @@ class Login(_Spec, frozen=True):
     # Or: JavaScript run in the browser on ``url`` (a function is called, a promise awaited);
     # secrets are passed to it as its argument, an object of name -> value.
     script: NonEmptyStr | None = None
+    # The secrets (by name) the script gets in that object; no other is given to it.
+    secrets: list[SecretName] = []
     # Login succeeded when the page it ends on matches this CSS selector (optional).
     success_selector: NonEmptyStr | None = None
     timeout_s: PosFloat = 30.0
+
+
+# A banned proxy rests at most this long: past it, pages waiting for a proxy would wait on
+# for hours handed back and forth, which looks like a stalled crawl, not a ban.
+MAX_PROXY_COOLDOWN_S = 3600.0
 
 
 class ProxyBan(_Spec, frozen=True):
@@ -154,6 +162,35 @@ class Proxies(_Spec, frozen=True):
     rotation: Literal["round_robin", "random", "per_host"] = "round_robin"
     ban: ProxyBan = ProxyBan()
 
+    def check(self, path: str, found: Findings) -> None:
+        """Proxies to use, each an http proxy whose password names a secret; ban statuses
+        that are errors; a selector that parses; a cooldown within bounds."""
+        from workflows import proxy_urls  # validation only: keeps imports light
+        from workflows.checks import start_url_error
+        from workflows.secrets import SECRET_REF
+
+        if not self.urls and self.provider_url is None:
+            found.add(path, "give urls, provider_url or both (no proxy to use)")
+        for i, url in enumerate(self.urls):
+            found.add(paths.index(f"{path}.urls", i), proxy_urls.workflow_url_error(url))
+        if self.provider_url is not None:
+            shaped = SECRET_REF.sub("secret", self.provider_url)
+            found.add(f"{path}.provider_url", start_url_error(shaped))
+        for i, status in enumerate(self.ban.statuses):
+            if status < 400:
+                found.add(
+                    paths.index(f"{path}.ban.statuses", i),
+                    f"{status} is not an error status (400-599); a page that answers "
+                    "200 with a block page is what ban.selector is for",
+                )
+        if self.ban.selector is not None:
+            found.css(f"{path}.ban.selector", self.ban.selector)
+        if self.ban.cooldown_s > MAX_PROXY_COOLDOWN_S:
+            found.add(
+                f"{path}.ban.cooldown_s",
+                f"is {self.ban.cooldown_s:g}; at most {MAX_PROXY_COOLDOWN_S:g} seconds",
+            )
+
 
 class RecordSettings(_Spec, frozen=True):
     """What happens to records as a whole."""
@@ -175,16 +212,24 @@ class Field(_Spec, frozen=True):
     absolute_url: bool = False
     fields: dict[NonEmptyStr, FieldSpec] | None = None
     as_: Literal["object"] | None = msgspec.field(default=None, name="as")
-    # Text processors applied in order after the value is read (nodes/processors.py): a
-    # name (``strip``) or a one-key mapping with its argument (``{replace: [old, new]}``).
+    # Text processors applied in order after the value is read (workflows/processors.py):
+    # a name (``strip``) or a one-key mapping with its argument (``{replace: [old, new]}``).
     process: list[ProcessorSpec] = []
-    # A record whose value of this field is null (or []) is counted and listed as a
+    # A record whose value of this field is null (or [] or {}) is counted and listed as a
     # ``missing_required`` warning, or dropped (Workflow.records.missing_required).
+    # Top-level fields of an extract node only.
     required: bool = False
 
     def check(self, path: str, found: Findings) -> None:
         """Selectors and regex that parse, one of css and xpath, a sound ``as: object``,
-        then the sub-fields."""
+        processors that can run on the value, then the sub-fields."""
+        if self.process:
+            from workflows.processors import problems  # validation only: keeps imports light
+
+            if self.fields is not None:
+                found.add(f"{path}.process", "processors work on text; this field has fields")
+            for i, message in problems(self.process, multiple=self.multiple):
+                found.add(paths.index(f"{path}.process", i), message)
         if self.css is not None and self.xpath is not None:
             found.add(path, "css and xpath are mutually exclusive; use one")
         if self.css is not None:
@@ -202,6 +247,10 @@ class Field(_Spec, frozen=True):
                 found.add(f"{path}.as", f"{message} (got: {', '.join(keys) or 'none'})")
         if self.fields is not None:
             check_fields(self.fields, f"{path}.fields", found)
+            for name, sub in self.fields.items():
+                if isinstance(sub, Field) and sub.required:
+                    message = "only the top-level fields of an extract node can be required"
+                    found.add(f"{paths.key(f'{path}.fields', name)}.required", message)
 
 
 # A bare string is shorthand for {css: "<selector>"}.
@@ -277,6 +326,15 @@ class ExtractNode(_Node, frozen=True, tag="extract"):
         return False
 
     def check(self, site: NodeSite) -> None:
+        """Every field; one at this level needs a selector, as it has no element of its
+        own to read (a nested field without one reads its parent's element)."""
+        for name, spec in self.fields.items():
+            if isinstance(spec, Field) and spec.css is None and spec.xpath is None:
+                site.found.add(
+                    paths.key(f"{site.path}.fields", name),
+                    "needs css or xpath (only a nested field may leave both out, "
+                    "to read its parent's element)",
+                )
         check_fields(self.fields, f"{site.path}.fields", site.found)
 
 
@@ -337,7 +395,7 @@ class FilterNode(_Node, frozen=True, tag="filter"):
         """Its markers are emitted before it, its regexes parse, its depths are in order."""
         found = site.found
         for i, marker in enumerate(self.markers or ()):
-            if marker not in site.emitted:
+            if not site.may_emit(marker):
                 found.add(
                     f"{site.path}.markers[{i}]",
                     f"no node before this filter emits marker {marker!r} " + site.unemitted(marker),

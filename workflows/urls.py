@@ -68,12 +68,11 @@ def host_of(url: str) -> str:
         return ""
 
 
-def host_key(url: str) -> str:
-    """What politeness limits are keyed on: scheme-less host and port."""
+def origin_of(url: str) -> str:
+    """A URL's origin (RFC 6454): scheme, host and port, the default port left out
+    (``http://example.com``, ``http://127.0.0.1:8765``); '' when it has none. What
+    politeness and robots.txt are keyed on: another port or scheme is another site."""
     try:
-        parsed = URL(url)
+        return str(URL(url).origin())
     except (ValueError, TypeError):
         return ""
-    host = parsed.host or ""
-    port = parsed.explicit_port
-    return f"{host}:{port}" if port else host

@@ -25,7 +25,7 @@ from yaml.reader import Reader
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
-from workflows import paths
+from workflows import paths, yaml_errors
 from workflows.errors import Problem
 
 MAX_NESTING = 64
@@ -207,9 +207,7 @@ def error_problem(error: yaml.YAMLError, text: str = "") -> Problem:
     """A parse error as a Problem that says where (1-based line and column)."""
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         mark = error.problem_mark
-        what = error.problem or error.context or "invalid YAML"
-        if error.context and error.problem and error.problem.startswith("but "):
-            what = f"{error.context}, {error.problem}"
+        what = yaml_errors.describe(error, text)
         return Problem("", f"YAML error at line {mark.line + 1}, column {mark.column + 1}: {what}")
     if isinstance(error, yaml.reader.ReaderError):
         before = text[: error.position]

@@ -16,6 +16,7 @@ import msgspec
 
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
+from backends.memory.schedules import MemorySchedules
 from backends.state import (
     MAX_WARNING_EXAMPLES,
     TERMINAL_STATUSES,
@@ -25,9 +26,11 @@ from backends.state import (
     ExecutionStatus,
     Failure,
     KeyCheck,
+    LoginSession,
     OutputObject,
     Progress,
     Registered,
+    SecretInfo,
     StateStore,
     StoredWorkflow,
     TaskResult,
@@ -76,8 +79,8 @@ class _Tasks:
     )
 
 
-class MemoryStateStore(StateStore):
-    """Workflows, executions and counters of this process."""
+class MemoryStateStore(MemorySchedules, StateStore):
+    """Workflows, executions and counters of this process (schedules: ``MemorySchedules``)."""
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock = clock or SystemClock()
@@ -87,6 +90,8 @@ class MemoryStateStore(StateStore):
         self._keys: dict[str, ApiKey] = {}  # by hash
         self._claims: dict[str, tuple[str, datetime, datetime]] = {}  # owner, at, until
         self._webhooks: dict[str, WebhookDelivery] = {}  # by execution
+        self._secrets: dict[tuple[str, str], tuple[str, datetime]] = {}  # value, updated
+        self._sessions: dict[str, LoginSession] = {}  # by execution
 
     # -- workflows
 
@@ -565,6 +570,46 @@ class MemoryStateStore(StateStore):
 
     async def get_webhook(self, execution_id: str) -> WebhookDelivery | None:
         return self._webhooks.get(execution_id)
+
+    # -- secrets and login sessions (never journaled: see backends/sqlite/state.py)
+
+    async def put_secret(
+        self, tenant: str, name: str, value: str, *, max_secrets: int = 0
+    ) -> SecretInfo | None:
+        key = (tenant, name)
+        held = sum(1 for t, _ in self._secrets if t == tenant)
+        if key not in self._secrets and 0 < max_secrets <= held:
+            return None
+        now = self._clock.wall()
+        self._secrets[key] = (value, now)
+        return SecretInfo(name=name, updated_at=now)
+
+    async def list_secrets(self, tenant: str) -> list[SecretInfo]:
+        return [
+            SecretInfo(name=name, updated_at=at)
+            for (t, name), (_, at) in sorted(self._secrets.items())
+            if t == tenant
+        ]
+
+    async def delete_secret(self, tenant: str, name: str) -> bool:
+        return self._secrets.pop((tenant, name), None) is not None
+
+    async def get_secrets(self, tenant: str, names: Collection[str]) -> dict[str, str]:
+        return {
+            name: self._secrets[(tenant, name)][0]
+            for name in names
+            if (tenant, name) in self._secrets
+        }
+
+    async def put_session(self, execution_id: str, session: LoginSession) -> bool:
+        stored = self._sessions.get(execution_id)
+        if stored is not None and stored.generation >= session.generation:
+            return False
+        self._sessions[execution_id] = session
+        return True
+
+    async def get_session(self, execution_id: str) -> LoginSession | None:
+        return self._sessions.get(execution_id)
 
 
 def _keep_warning_examples(tasks: _Tasks, result: TaskResult) -> None:

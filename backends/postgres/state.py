@@ -20,8 +20,10 @@ import msgspec
 
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
-from backends.postgres import reconcile, tasks, warning_examples, webhooks
+from backends.postgres import reconcile, secrets, tasks, warning_examples, webhooks
 from backends.postgres.pool import PostgresPool
+from backends.postgres.schedules import PostgresSchedules
+from backends.secret_cipher import SecretCipher
 from backends.state import (
     TERMINAL_STATUSES,
     Activity,
@@ -30,9 +32,11 @@ from backends.state import (
     ExecutionStatus,
     Failure,
     KeyCheck,
+    LoginSession,
     OutputObject,
     Progress,
     Registered,
+    SecretInfo,
     StateStore,
     StoredWorkflow,
     TaskResult,
@@ -90,12 +94,20 @@ _KEY_COLUMNS = "id, tenant, created_at, admin, expires_at, revoked_at"
 _json = msgspec.json.Encoder()
 
 
-class PostgresStateStore(StateStore):
-    """Workflows, executions, task counters, failures and outputs in Postgres."""
+class PostgresStateStore(PostgresSchedules, StateStore):
+    """Workflows, executions, task counters, failures and outputs in Postgres (schedules:
+    ``PostgresSchedules``)."""
 
-    def __init__(self, pool: PostgresPool, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        pool: PostgresPool,
+        *,
+        clock: Clock | None = None,
+        cipher: SecretCipher | None = None,
+    ) -> None:
         self.pool = pool
         self._clock = clock or SystemClock()
+        self._cipher = cipher  # seals secrets and sessions at rest; None: stored plainly
 
     @classmethod
     async def from_url(
@@ -106,13 +118,15 @@ class PostgresStateStore(StateStore):
         max_size: int = 10,
         clock: Clock | None = None,
         retry_deadline_s: float = 10.0,
+        cipher: SecretCipher | None = None,
     ) -> PostgresStateStore:
         """Connect to ``dsn`` (normally PgBouncer's address); RetryableError naming the
-        host and port if it does not answer within ``retry_deadline_s``."""
+        host and port if it does not answer within ``retry_deadline_s``. ``cipher`` seals
+        secrets and login sessions (``backends.secret_cipher``)."""
         pool = await PostgresPool.connect(
             dsn, min_size=min_size, max_size=max_size, retry_deadline_s=retry_deadline_s
         )
-        return cls(pool, clock=clock)
+        return cls(pool, clock=clock, cipher=cipher)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -515,6 +529,51 @@ class PostgresStateStore(StateStore):
     async def get_webhook(self, execution_id: str) -> WebhookDelivery | None:
         row = await self._fetchrow(webhooks.GET, execution_id)
         return None if row is None else webhooks.delivery(row)
+
+    # -- secrets and login sessions (sealed with the cipher, if there is one)
+
+    async def put_secret(
+        self, tenant: str, name: str, value: str, *, max_secrets: int = 0
+    ) -> SecretInfo | None:
+        now = self._clock.wall()
+
+        async def op(conn: Connection) -> SecretInfo | None:
+            return await secrets.put(
+                conn, self._cipher, tenant, name, value, at=now, max_secrets=max_secrets
+            )
+
+        # Idempotent: putting the same value again changes nothing but its time.
+        return await self.pool.run(op, idempotent=True)
+
+    async def list_secrets(self, tenant: str) -> list[SecretInfo]:
+        return [SecretInfo(**row) for row in await self._fetch(secrets.LIST, tenant)]
+
+    async def delete_secret(self, tenant: str, name: str) -> bool:
+        return await self._execute(secrets.DELETE, tenant, name, idempotent=False) != "DELETE 0"
+
+    async def get_secrets(self, tenant: str, names: Collection[str]) -> dict[str, str]:
+        if not names:
+            return {}
+
+        async def op(conn: Connection) -> dict[str, str]:
+            return await secrets.get(conn, self._cipher, tenant, names)
+
+        return await self.pool.run(op, idempotent=True)
+
+    async def put_session(self, execution_id: str, session: LoginSession) -> bool:
+        body = secrets.session_body(self._cipher, execution_id, session)
+        at = session.created_at or self._clock.wall()
+
+        async def op(conn: Connection) -> Any:
+            return await conn.fetchval(
+                secrets.PUT_SESSION, execution_id, session.generation, body, at
+            )
+
+        return await self.pool.run(op, idempotent=False) is not None
+
+    async def get_session(self, execution_id: str) -> LoginSession | None:
+        row = await self._fetchrow(secrets.GET_SESSION, execution_id)
+        return None if row is None else secrets.session_of(self._cipher, execution_id, row["body"])
 
     # -- single statements
 

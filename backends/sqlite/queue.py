@@ -31,7 +31,7 @@ class SqliteTaskQueue(MemoryTaskQueue):
         super().__init__(clock, ack_deadline_s=ack_deadline_s)
         self._db = db
         self._row_of: dict[int, int] = {}  # id() of a queued message -> its row
-        self._unacked: Counter[tuple[str, str]] = Counter()  # (execution, url) -> messages
+        self._unacked: Counter[tuple[str, str]] = Counter()  # (execution, task key) -> messages
         (last,) = db.query("SELECT COALESCE(MAX(id), 0) FROM queue")[0]
         self._next_row = int(last) + 1
 
@@ -64,7 +64,7 @@ class SqliteTaskQueue(MemoryTaskQueue):
         # links, which must not be fetched twice.
         fresh: dict[tuple[str, str], Task] = {}
         for task in tasks:
-            key = (task.execution_id, task.url)
+            key = (task.execution_id, task.ledger_key)
             if key not in self._unacked:
                 fresh.setdefault(key, task)
         tasks = list(fresh.values())
@@ -78,7 +78,7 @@ class SqliteTaskQueue(MemoryTaskQueue):
         for task, row in zip(tasks, rows, strict=True):
             message = _Message(task)
             self._row_of[id(message)] = row
-            self._unacked[(task.execution_id, task.url)] += 1
+            self._unacked[(task.execution_id, task.ledger_key)] += 1
             self._ready.append(message)
         self._wake(len(tasks))
 
@@ -93,7 +93,7 @@ class SqliteTaskQueue(MemoryTaskQueue):
         row = self._row_of.pop(id(message), None)
         if row is not None:
             self._db.write(_DELETE, [(row,)])
-            key = (message.task.execution_id, message.task.url)
+            key = (message.task.execution_id, message.task.ledger_key)
             self._unacked[key] -= 1
             if self._unacked[key] <= 0:
                 del self._unacked[key]

@@ -7,7 +7,10 @@ store on an existing file replays those events through the same in-memory logic,
 clock showing each event's recorded time, so counters, failures, executions and their
 timestamps come back exactly as they were. What only distributed workers use (leases,
 claims, freezing a cancelled execution's counters, the webhook outbox, which ``trawl run``
-never sends from) stays in memory: a resumed execution starts unfrozen.
+never sends from) stays in memory: a resumed execution starts unfrozen. So do secrets and
+login sessions, which must never reach the file: ``trawl run --resume`` takes the secrets
+from the environment again, and logs in again. Schedules too: only the orchestrator runs
+them, and ``trawl run`` has none.
 """
 
 from __future__ import annotations

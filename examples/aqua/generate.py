@@ -1118,6 +1118,10 @@ def expected(site: Site, base_url: str, engine: Engine = "browser") -> list[dict
                 "depth": depth,
                 "status": 200,
                 "content_type": "text/html",
+                "etag": None,
+                "last_modified": None,
+                "change": "new",
+                "lastmod": None,
                 "data": data,
             }
         )

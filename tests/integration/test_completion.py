@@ -49,6 +49,10 @@ async def test_one_page(site: SiteServer, tmp_path: Path) -> None:
             "depth": 0,
             "status": 200,
             "content_type": "text/html",
+            "etag": None,
+            "last_modified": None,
+            "change": "new",
+            "lastmod": None,
             "data": {"title": "Aqua Filter 1"},
         }
     ]

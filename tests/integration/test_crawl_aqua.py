@@ -52,6 +52,7 @@ async def crawl_aqua(
         assert record.pop("fetched_at").endswith("Z")
         parent = record.pop("parent_url")  # whichever linking page was crawled first
         assert parent is None or parent.startswith(base)
+        assert len(record.pop("content_hash")) == 64  # of the page's HTML, as the nodes read it
     summary = json.loads((out_dir / result.export.summary_path).read_text(encoding="utf-8"))
     assert summary["status"] == "completed"
     return records, summary, expected(site, base, engine), expected_counts(site)

@@ -16,6 +16,7 @@ import pytest_asyncio
 
 from backends.fetcher import Fetcher, FetchRequest
 from nodes.chain import run_chain
+from tests.docs_site import ADDRESS_TEXT, INSTALL_CODE, DocsSite
 from tests.site import SiteServer
 from worker.fetchers.browser import BrowserFetcher
 from worker.fetchers.http import HttpFetcher
@@ -123,6 +124,41 @@ async def test_the_record_is_what_the_page_says(
             site.url("/product/6?utm_source=related"),
             site.url("/shop/product/7"),
         ]
+
+
+# Text that keeps its lines: a <pre> code block and a <br>-separated address on a
+# Sphinx-like page (tests/docs_site.py). Chromium serializes the DOM it rendered, so the
+# <pre> and <br> reach the parser in a different spelling than the response body.
+DOCS_NODES: list[dict[str, Any]] = [
+    {
+        "type": "extract",
+        "fields": {
+            "title": {"css": "h1", "process": [{"remove": "¶"}, "strip"]},
+            "code": {"css": "div.highlight pre", "multiple": True},
+            "code_xpath": {"xpath": "//pre"},
+            "address": "address",
+            "section": "section",
+        },
+    }
+]
+
+
+async def test_pre_and_br_text_is_the_same_in_both_engines(
+    http_engine: HttpFetcher, browser_fetcher: BrowserFetcher
+) -> None:
+    nodes = msgspec.convert(DOCS_NODES, list[NodeSpec])
+    with DocsSite() as docs:
+        records = []
+        for fetcher in (http_engine, browser_fetcher):
+            async with fetcher.open(FetchRequest(docs.url("/install.html"))) as page:
+                records.append((await run_chain(nodes, page, depth=1)).data)
+    http_data, browser_data = records
+    assert browser_data == http_data
+    assert http_data["title"] == "Installation"
+    assert http_data["code"] == [INSTALL_CODE]
+    assert http_data["code_xpath"] == INSTALL_CODE
+    assert http_data["address"] == ADDRESS_TEXT
+    assert http_data["section"].endswith("\n" + INSTALL_CODE)
 
 
 async def test_undeclared_utf8_is_where_the_engines_differ(

@@ -243,3 +243,53 @@ async def test_concurrent_pages(browser_fetcher: BrowserFetcher, site: SiteServe
         *(fetch(browser_fetcher, site.url(f"/product/{n}")) for n in range(12))
     )
     assert [p.css("h1")[0].text() for p in pages] == [f"Aqua Filter {n}" for n in range(12)]
+
+
+async def test_workflow_headers_go_to_the_pages_own_site_only(
+    browser_fetcher: BrowserFetcher,
+) -> None:
+    """A workflow header may be a credential: the page's own site gets it, a stylesheet on
+    another site (another port of the same host) does not."""
+    from aiohttp import web
+
+    seen: dict[str, str | None] = {}
+
+    async def style(request: web.Request) -> web.Response:
+        seen["other"] = request.headers.get("X-Token")
+        return web.Response(text="h1 {color: red}", content_type="text/css")
+
+    other = web.Application()
+    other.router.add_get("/style.css", style)
+    other_runner = web.AppRunner(other)
+    await other_runner.setup()
+    other_site = web.TCPSite(other_runner, "127.0.0.1", 0)
+    await other_site.start()
+    other_port = other_runner.addresses[0][1]
+
+    async def page(request: web.Request) -> web.Response:
+        seen["page"] = request.headers.get("X-Token")
+        body = (
+            f'<link rel="stylesheet" href="http://127.0.0.1:{other_port}/style.css"><h1>hello</h1>'
+        )
+        return web.Response(text=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        request = FetchRequest(
+            f"http://127.0.0.1:{port}/",
+            headers={"X-Token": "t0ken"},
+            wait_until="load",
+            session="headers-test",
+        )
+        async with browser_fetcher.open(request) as fetched:
+            assert fetched.css_first("h1") is not None
+        assert seen == {"page": "t0ken", "other": None}
+    finally:
+        await runner.cleanup()
+        await other_runner.cleanup()

@@ -137,7 +137,8 @@ async def test_post_start_crawl_and_read_back_the_records(
     await orchestrator.wait_ready(http)
     async with http.get(f"{orchestrator.base}/readyz") as response:
         assert response.status == 200, await response.text()
-        assert (await response.json())["checked"] == ["postgres", "redis", "pubsub", "gcs"]
+        checked = (await response.json())["checked"]
+        assert checked == ["postgres", "redis", "pubsub", "gcs", "scheduler"]
 
     yaml_headers = auth | {"Content-Type": "application/yaml"}
     async with http.post(
@@ -245,6 +246,8 @@ include-name = [
   "PUT /v1/workflows/{name}",
   "POST /v1/workflows/{name}/executions",
   "POST /v1/preview",
+  "POST /v1/schedules",
+  "PATCH /v1/schedules/{schedule_id}",
 ]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422", "429"]
 """

@@ -104,6 +104,7 @@ name: preview-test
 start_urls: [http://127.0.0.1:9/]
 engine: http
 scope:
+  allowed_domains: [127.0.0.1]  # any port: the test site's is not the start URL's
   exclude: ["/product/3"]
   ignore_query_params: [utm_*]
 start_phase: listing

@@ -94,6 +94,20 @@ def test_set_overrides_are_validated(valid_file: Path, capsys: pytest.CaptureFix
     assert "phases[7].engine: --set: phases has 2 items, no index 7" in err
 
 
+def test_set_addresses_a_phase_by_name(
+    valid_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(valid_file), "--set", "phases[b].engine=http"]) == 0
+    assert capsys.readouterr().out == f"OK: {valid_file} (tiny, 2 phases)\n"
+    argv = ["validate", str(valid_file), "--set", "phases[c].engine=http", "--set", "max_depth=x"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{valid_file}: 2 problems",
+        "phases[c].engine: --set: no phase named 'c' (phases: a, b)",
+        'max_depth: expected an integer, got string "x"',
+    ]
+
+
 def test_set_can_repair_a_file(bad_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fixes = ["name=fixed", "max_depth=2", "phases[0].nodes[0]={type: extract_links}"]
     argv = ["validate", str(bad_file)] + [arg for fix in fixes for arg in ("--set", fix)]

@@ -47,6 +47,8 @@ EMULATOR_ENV = {
 # Modules that read os.environ as a whole rather than by name, and why that is covered.
 BULK_ENV_READERS = {
     "trawl/settings.py": "load_settings() reads the Settings fields from it: checked by name",
+    "trawl/secrets_commands.py": "trawl run reads TRAWL_SECRET_<NAME> for the secrets its "
+    "workflow names: a user's own machine, never a deployed process",
 }
 
 # Settings deliberately left to their defaults, per deployed process, with the reason.
@@ -92,6 +94,17 @@ _TUNABLE = {
     "TRAWL_WEBHOOK_MAX_ATTEMPTS": "attempts of a webhook call (8); docs/webhooks.md",
     "TRAWL_EXPORT_FILE_BYTES": "dataset files rolled at 64 MiB of JSON; docs/exports.md",
     "TRAWL_EXPORT_CSV": "gzipped CSV beside JSON lines and Parquet (off); docs/exports.md",
+    "TRAWL_SECRETS_KEY": "a secret: unset, tenants' secrets and login sessions are stored "
+    "unencrypted in Postgres; an operator sets it (from a secret store) on the orchestrator "
+    "and the workers; docs/sessions.md",
+    "TRAWL_SECRETS_MAX_COUNT": "secrets per tenant (100); docs/sessions.md",
+    "TRAWL_SECRETS_MAX_VALUE_BYTES": "the size of one secret (8 KiB); docs/sessions.md",
+    "TRAWL_SCHEDULER": "the orchestrator's scheduler loop (on); docs/schedules.md",
+    "TRAWL_SCHEDULER_TICK_S": "how often the scheduler looks for due schedules (5 s); "
+    "docs/operations.md",
+    "TRAWL_MAX_SCHEDULES": "schedules per tenant (100); docs/schedules.md",
+    "TRAWL_SCHEDULE_MIN_INTERVAL_S": "the most often a schedule may fire (once a minute); "
+    "docs/schedules.md",
 }
 _EVERYWHERE.update(_TUNABLE)
 _NO_BROWSER = {"TRAWL_CHROMIUM_PATH": "the orchestrator image has no browser"}

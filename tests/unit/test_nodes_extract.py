@@ -122,7 +122,7 @@ async def test_a_selector_matching_nothing_gives_null_or_the_default() -> None:
         "dflt": "n/a",
         "xp": 0,
         "no_attr": "?",
-        "many": None,
+        "many": [],  # an empty list, never null
         "many_dflt": [],
     }
     assert ctx.warnings == {}  # nothing to find is not a conversion problem
@@ -156,7 +156,7 @@ async def test_multiple_lists_every_match_and_skips_missing_attributes() -> None
         "who": ["Ann", "Bob"],
         "srcs": ["/img/a.jpg", "//cdn.test/b.jpg", "data:image/png;base64,AAAA", "big.jpg#zoom"],
         "alts": ["no src"],
-        "none": None,  # matches, but no values: as if nothing matched
+        "none": [],  # matches, but no values: as if nothing matched
     }
 
 
@@ -310,7 +310,7 @@ async def test_xpath_strings_elements_and_scalars() -> None:
         "el_html": "two",
         "count": 2,
         "has_h1": True,
-        "none": None,
+        "none": [],
     }
     assert ctx.warnings == {}
 
@@ -340,7 +340,7 @@ async def test_nested_fields_give_an_object_or_a_list_of_objects() -> None:
             {"who": "Bob", "stars": None, "all": "Bob", "quote": ""},
         ],
         "missing": None,
-        "missing_many": None,
+        "missing_many": [],
     }
     assert ctx.warnings == {"field_conversion": 1}
 

@@ -55,6 +55,10 @@ def test_each_exception_ends_the_task_as_its_row_says(exc: Exception, ending: En
     assert ending_of(exc) == ending
 
 
+# sha256 of OnePage's HTML: a record's content_hash.
+HELLO_SHA256 = "03652bd21da4bf063eecf9bc37bd653630dea9449fab786d5c51a47b6550dc6b"
+
+
 class OnePage(Fetcher):
     """Every URL answers the same small page."""
 
@@ -130,6 +134,7 @@ async def test_a_page_of_a_record_phase_gets_its_record() -> None:
         depth=1,
         status=200,
         content_type="text/html",
+        content_hash=HELLO_SHA256,
         fetched_at=datetime(2026, 1, 1, 9, 10, 27, tzinfo=UTC),
         data={"title": "Hello"},
     )
@@ -137,7 +142,9 @@ async def test_a_page_of_a_record_phase_gets_its_record() -> None:
         b'{"execution_id":"e1","workflow":"test-crawl","phase":"page",'
         b'"url":"http://shop.test/a","final_url":"http://shop.test/a","marker":"m",'
         b'"parent_url":null,"depth":1,"status":200,"content_type":"text/html",'
-        b'"fetched_at":"2026-01-01T09:10:27Z","data":{"title":"Hello"}}'
+        b'"etag":null,"last_modified":null,"content_hash":"' + HELLO_SHA256.encode() + b'",'
+        b'"change":"new","lastmod":null,"fetched_at":"2026-01-01T09:10:27Z",'
+        b'"data":{"title":"Hello"}}'
     )
     assert outcome.result.records == 1
     assert outcome.result.funnel == {"fetched|page|m": 1, "extracted|page|m": 1}

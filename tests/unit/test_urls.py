@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows.urls import BadUrl, canonicalize, host_key
+from workflows.urls import BadUrl, canonicalize, origin_of
 
 
 @pytest.mark.parametrize(
@@ -46,9 +46,11 @@ def test_uncrawlable_urls_are_rejected_with_the_url_named(bad: str) -> None:
         canonicalize(bad)
 
 
-def test_host_key_keeps_explicit_port() -> None:
-    assert host_key("http://127.0.0.1:8765/x") == "127.0.0.1:8765"
-    assert host_key("https://Example.com/x") == "example.com"
+def test_origin_keeps_scheme_and_explicit_port() -> None:
+    assert origin_of("http://127.0.0.1:8765/x") == "http://127.0.0.1:8765"
+    assert origin_of("https://Example.com/x") == "https://example.com"
+    assert origin_of("http://example.com:80/x") == "http://example.com"  # the default port
+    assert origin_of("http://example.com/") != origin_of("https://example.com/")
 
 
 _segment = st.text(

@@ -232,20 +232,39 @@ def test_duplicate_keys_are_errors_with_their_path() -> None:
         "name: dup2\n"
     )
     assert problems(text) == [
+        Problem("name", "duplicate key 'name' (first at line 1, again at line 9)"),
         Problem(
             "phases[0].nodes[0].selector",
             "duplicate key 'selector' (first at line 7, again at line 8)",
         ),
-        Problem("name", "duplicate key 'name' (first at line 1, again at line 9)"),
     ]
 
 
 def test_duplicate_keys_in_json_are_errors_too() -> None:
-    text = '{"name": "x", "phases": [{"name": "a", "name": "b"}], "name": "y"}'
+    text = (
+        '{"name": "xx", "start_urls": ["http://example.com/"],'
+        ' "phases": [{"name": "a", "name": "b"}], "name": "yy"}'
+    )
     assert problems(text, fmt="json") == [
-        Problem("phases[0].name", "duplicate key 'name'"),
         Problem("name", "duplicate key 'name'"),
+        Problem("phases[0].name", "duplicate key 'name'"),
     ]
+
+
+def test_duplicate_keys_are_reported_with_every_other_problem() -> None:
+    text = (
+        "name: dup\nstart_urls: [http://example.com/]\nmax_depth: -1\n"
+        "phases:\n  - name: a\n    nodes:\n"
+        "      - {type: extract_links, selector: 'a[', marker: m}\n"
+        "    transitions: [{when: {marker: m}, to: b}]\n"
+        "  - name: b\n    name: c\n"
+    )
+    assert [str(p) for p in problems(text)] == [
+        "max_depth: must be >= 0",
+        "phases[0].nodes[0].selector: invalid CSS selector 'a[': expected an attribute name "
+        "at position 2 (the end)",
+        "phases[1].name: duplicate key 'name' (first at line 9, again at line 10)",
+    ]  # and no "unknown phase 'b'": which name phases[1] has is in doubt
 
 
 @pytest.mark.usefixtures("yaml_parser")
@@ -395,8 +414,11 @@ def test_bad_override_paths_are_all_reported() -> None:
     assert caught.value.problems == [
         Problem("phases[3].engine", "--set: phases has 1 items, no index 3"),
         Problem("name.first", "--set: name is not a mapping"),
-        Problem("", "--set 'max_depth': expected key=value, e.g. max_depth=2"),
-        Problem("", "--set 'a..b=1': expected key=value, e.g. max_depth=2"),
+        Problem(
+            "",
+            "--set 'max_depth': expected key=value, e.g. max_depth=2 or phases[page].engine=http",
+        ),
+        Problem("", "--set 'a..b=1': bad path 'a..b': expected a key after 'a.', got '.'"),
         Problem("scope[0]", "--set: scope is not a list"),
     ]
 
@@ -421,7 +443,7 @@ def test_json_schema_describes_the_file_format() -> None:
     assert "as" in defs["ScriptNode"]["properties"]
     assert "as_" not in json.dumps(schema)
     assert defs["Workflow"]["additionalProperties"] is False
-    assert set(defs["Workflow"]["required"]) == {"name", "start_urls", "phases"}
+    assert set(defs["Workflow"]["required"]) == {"name", "phases"}  # or sitemaps for start_urls
 
 
 def test_problem_and_error_text() -> None:

@@ -18,7 +18,7 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     (
         "unknown-top-level-key",
         HEAD + "max_pags: 3\n" + ONE_PHASE,
-        [("max_pags", "unknown key 'max_pags' (expected one of: engine, fetch, max_depth, ")],
+        [("max_pags", "unknown key 'max_pags' (expected one of: engine, fetch, link_claims, ")],
     ),
     (
         "unknown-key-suggestion",
@@ -39,8 +39,13 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ),
     (
         "required-key-missing",
+        "start_urls: [http://example.com/]\n" + ONE_PHASE,
+        [("name", "required key missing")],
+    ),
+    (
+        "no-start-urls-nor-sitemaps",
         "name: t1\n" + ONE_PHASE,
-        [("start_urls", "required key missing")],
+        [("start_urls", "required: give start_urls, sitemaps, or both")],
     ),
     (
         "required-key-missing-in-node",
@@ -116,8 +121,8 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ),
     (
         "empty-list",
-        "name: t1\nstart_urls: []\n" + ONE_PHASE,
-        [("start_urls", "must not be empty")],
+        HEAD + "phases: []\n",
+        [("phases", "must not be empty")],
     ),
     (
         "empty-fields",
@@ -400,13 +405,16 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ),
     (
         "allowed-domains",
-        HEAD + "scope:\n  allowed_domains: ['http://example.com', 'example.com:8080', "
-        "'*.', 'ok.example.com', '*.example.org', 'a/b']\n" + ONE_PHASE,
+        HEAD + "scope:\n  allowed_domains: ['http://example.com/shop', 'example.com:99999', "
+        "'*.', 'ok.example.com:8080', 'https://*.example.org', 'a/b', 'ftp://example.com', "
+        "'*.127.0.0.1']\n" + ONE_PHASE,
         [
-            ("scope.allowed_domains[0]", "must be a hostname or *.domain"),
-            ("scope.allowed_domains[1]", "must be a hostname or *.domain"),
-            ("scope.allowed_domains[2]", "must be a hostname or *.domain"),
-            ("scope.allowed_domains[5]", "must be a hostname or *.domain"),
+            ("scope.allowed_domains[0]", "must be a host, *.domain, host:port or scheme://"),
+            ("scope.allowed_domains[1]", "a port is a number from 1 to 65535"),
+            ("scope.allowed_domains[2]", "must be a host, *.domain, host:port or scheme://"),
+            ("scope.allowed_domains[5]", "must be a host, *.domain, host:port or scheme://"),
+            ("scope.allowed_domains[6]", "the scheme must be http or https"),
+            ("scope.allowed_domains[7]", "*. goes with a domain name, not an address"),
         ],
     ),
     (
@@ -458,9 +466,9 @@ def test_one_document_reports_all_structural_problems_at_once() -> None:
     assert [str(p) for p in problems_of(text)] == [
         'name: must match ^[a-z0-9][a-z0-9-]{1,62}$, got "Bad Name"',
         'max_depth: expected an integer, got string "deep"',
-        "politness: unknown key 'politness' (expected one of: engine, fetch, max_depth, "
-        "max_pages, name, phases, politeness, retries, scope, start_phase, start_urls, "
-        "webhook); did you mean 'politeness'?",
+        "politness: unknown key 'politness' (expected one of: engine, fetch, link_claims, "
+        "login, max_depth, max_pages, name, phases, politeness, proxies, records, retries, "
+        "scope, sitemaps, start_phase, start_urls, webhook); did you mean 'politeness'?",
         "phases[0].nodes[0].selectr: unknown key 'selectr' (expected one of: attr, limit, "
         "marker, selector, type); did you mean 'selector'?",
         "phases[0].nodes[0].limit: must be >= 0",
@@ -488,22 +496,25 @@ def test_one_document_reports_all_semantic_problems_at_once() -> None:
         "  - name: c\n"
     )
     paths = [p.path for p in problems_of(text)]
-    assert paths == [
+    assert paths == [  # in the order they are written, not the order the rules ran
         "start_urls[0]",
         "scope.exclude[0]",
-        "phases[0].transitions[1].to",
-        "phases[2]",
         "phases[0].nodes[0].selector",
         "phases[0].nodes[1]",
         "phases[0].nodes[1].as",
         "phases[0].transitions[0].when.marker",
+        "phases[0].transitions[1].to",
+        "phases[2]",
     ]
 
 
-def test_semantic_rules_wait_for_a_clean_structure() -> None:
-    """Type errors alone are reported; semantic noise from half-typed data would mislead."""
+def test_semantic_rules_run_beside_structural_problems() -> None:
+    """A type error elsewhere does not hold back what the semantic rules find."""
     text = HEAD + "max_depth: x\nphases:\n  - {name: a, transitions: [{when: {}, to: b}]}\n"
-    assert [p.path for p in problems_of(text)] == ["max_depth"]
+    assert [str(p) for p in problems_of(text)] == [
+        'max_depth: expected an integer, got string "x"',
+        "phases[0].transitions[0].to: unknown phase 'b' (phases: a)",
+    ]
 
 
 VALID_EDGE_CASES = {

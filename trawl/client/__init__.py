@@ -10,6 +10,7 @@
 Importing it needs httpx and msgspec only: not Litestar, nor the worker and its engines.
 """
 
+from orchestrator.schedule_wire import ScheduleFireOut, ScheduleOut
 from orchestrator.wire import (
     ErrorCount,
     ExecutionHealth,
@@ -52,6 +53,8 @@ __all__ = [
     "OutputOut",
     "Pages",
     "Problem",
+    "ScheduleFireOut",
+    "ScheduleOut",
     "ServerError",
     "TooLarge",
     "TooManyRequests",

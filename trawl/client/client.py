@@ -37,6 +37,7 @@ import anyio
 import httpx
 import msgspec
 
+from orchestrator.schedule_wire import ScheduleCreate, ScheduleOut, ScheduleUpdate
 from orchestrator.wire import (
     TERMINAL_STATUSES,
     ExecutionOut,
@@ -155,10 +156,14 @@ class Client:
                 return
             offset += len(page)
 
-    async def start(self, workflow: str, set: Sequence[str] = ()) -> ExecutionOut:
+    async def start(
+        self, workflow: str, set: Sequence[str] = (), *, recrawl_of: str | None = None
+    ) -> ExecutionOut:
         """Start the latest version of ``workflow`` with ``set`` overrides (``max_pages=100``,
-        as ``trawl run --set`` takes them); answers once its start URLs are published."""
-        body = msgspec.json.encode(StartRequest(set=list(set)))
+        as ``trawl run --set`` takes them); answers once its start URLs are published.
+        ``recrawl_of``: an ended execution of the workflow whose pages this one asks again
+        with conditional requests (docs/recrawls.md); a ``Conflict`` while it runs."""
+        body = msgspec.json.encode(StartRequest(set=list(set), recrawl_of=recrawl_of))
         path = f"/v1/workflows/{_segment(workflow)}/executions"
         headers = {"Content-Type": JSON}
         return await self._call("POST", path, ExecutionOut, content=body, headers=headers)
@@ -318,6 +323,69 @@ class Client:
             written.append(target)
         return written
 
+    # -- schedules (docs/schedules.md)
+
+    async def create_schedule(
+        self,
+        workflow: str,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        set: Sequence[str] = (),
+        webhook: str | None = None,
+        version: int | None = None,
+        overlap: str = "skip",
+        missed: str = "skip",
+        enabled: bool = True,
+    ) -> ScheduleOut:
+        """Start ``workflow`` at the times ``cron`` (five fields) names in ``timezone``;
+        an ``Unprocessable`` names each bad field (``cron``, ``timezone``, ...)."""
+        request = msgspec.convert(
+            {
+                "workflow": workflow,
+                "cron": cron,
+                "timezone": timezone,
+                "set": list(set),
+                "webhook": webhook,
+                "workflow_version": version,
+                "overlap": overlap,
+                "missed": missed,
+                "enabled": enabled,
+            },
+            ScheduleCreate,
+        )
+        body = msgspec.json.encode(request)
+        headers = {"Content-Type": JSON}
+        return await self._call("POST", "/v1/schedules", ScheduleOut, content=body, headers=headers)
+
+    async def list_schedules(self) -> list[ScheduleOut]:
+        """The tenant's schedules, oldest first."""
+        return await self._call("GET", "/v1/schedules", list[ScheduleOut])
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleOut:
+        """One schedule with its newest fires (``history``), newest first."""
+        return await self._call("GET", _schedule(schedule_id), ScheduleOut)
+
+    async def update_schedule(self, schedule_id: str, **changes: Any) -> ScheduleOut:
+        """Change the fields named (``cron=``, ``timezone=``, ``set=``, ``enabled=``,
+        ``overlap=``, ``missed=``, ``webhook=``, ``workflow=``, ``workflow_version=``)."""
+        body = msgspec.json.encode(msgspec.convert(changes, ScheduleUpdate))
+        headers = {"Content-Type": JSON}
+        path = _schedule(schedule_id)
+        return await self._call("PATCH", path, ScheduleOut, content=body, headers=headers)
+
+    async def pause_schedule(self, schedule_id: str) -> ScheduleOut:
+        """No fire until it is resumed."""
+        return await self.update_schedule(schedule_id, enabled=False)
+
+    async def resume_schedule(self, schedule_id: str) -> ScheduleOut:
+        """Fire again, from its next time after now (what passed meanwhile is not run)."""
+        return await self.update_schedule(schedule_id, enabled=True)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """The schedule and its history; the executions it started stay."""
+        await raise_for(await self._http.delete(_schedule(schedule_id)))
+
     # -- plumbing
 
     async def _call(self, method: str, url: str, into: type[T], **kwargs: Any) -> T:
@@ -341,6 +409,10 @@ async def _back_off(refused: TooManyRequests) -> None:
     if refused.retry_after_s is None:
         raise refused
     await asyncio.sleep(refused.retry_after_s)
+
+
+def _schedule(schedule_id: str) -> str:
+    return f"/v1/schedules/{_segment(schedule_id)}"
 
 
 def _execution(execution_id: str) -> str:

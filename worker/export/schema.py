@@ -6,8 +6,8 @@ struct with one field per name the phase's nodes write, typed from the workflow:
 
 - an extract field: ``string`` (also ``html``), ``int64``, ``float64`` or ``bool`` by its
   ``type``; a struct of its sub-fields when it has ``fields``; a list of that with
-  ``multiple: true``; with ``as: object``, a map from text to the type of its ``value``
-  sub-field;
+  ``multiple: true`` or after a ``split`` processor (a ``join`` makes it one value); with
+  ``as: object``, a map from text to the type of its ``value`` sub-field;
 - a script's ``as`` value, and a field whose ``default`` does not have the field's type:
   ``json`` (any JSON value, kept as JSON text where a column needs one type);
 - a name two nodes of the phase write with different types: ``json``.
@@ -31,6 +31,7 @@ import msgspec
 from worker.paths import PHASE_KEY
 from worker.records import Record
 from workflows import Workflow
+from workflows.processors import yields_list
 from workflows.spec import ExtractNode, FieldSpec, ScriptNode
 
 ScalarName = Literal["string", "int64", "float64", "bool", "timestamp"]
@@ -93,6 +94,10 @@ def _envelope_type(info: msgspec.inspect.Type) -> ColumnType:
     if isinstance(info, msgspec.inspect.UnionType):  # ``X | None``: the column is nullable
         (info,) = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
     if isinstance(info, msgspec.inspect.StrType):
+        return STRING
+    if isinstance(info, msgspec.inspect.LiteralType) and all(
+        isinstance(v, str) for v in info.values
+    ):  # ``change``: one of a few words
         return STRING
     if isinstance(info, msgspec.inspect.IntType):
         return Scalar("int64")
@@ -189,7 +194,7 @@ def field_type(spec: FieldSpec) -> ColumnType:
     if spec.as_ == "object":
         value = (spec.fields or {}).get("value")
         kind = MapOf(JSON if value is None else field_type(value))
-    elif spec.multiple:
+    elif yields_list(spec.process, multiple=spec.multiple):  # split and join change it
         kind = ListOf(base)
     else:
         kind = base

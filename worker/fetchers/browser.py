@@ -43,9 +43,10 @@ import contextlib
 import ipaddress
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Literal, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from playwright.async_api import (
     Browser,
@@ -66,6 +67,10 @@ from backends.fetcher import Fetcher, FetchRequest
 from nodes.page import Page
 from worker.fetchers import classify
 from worker.netguard import BlockedAddressError, NetGuard
+from workflows.urls import origin_of
+
+if TYPE_CHECKING:
+    from playwright._impl._api_structures import Cookie, SetCookieParam
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +87,7 @@ CHROMIUM_ARGS: tuple[str, ...] = (
 )
 
 WaitUntil = Literal["commit", "domcontentloaded", "load", "networkidle"]
+LoadState = Literal["domcontentloaded", "load", "networkidle"]  # fetch.wait_until's values
 
 # Chromium's network errors that a retry may cure, and those it will not.
 _PERMANENT_NET_ERRORS = {
@@ -122,7 +128,7 @@ class _Browser:
         return not self.retired and self.browser.is_connected()
 
 
-_TabKey = tuple[str, str, tuple[tuple[str, str], ...], frozenset[str]]
+_TabKey = tuple[str, str, tuple[tuple[str, str], ...], frozenset[str], str]
 
 
 class _Tab:
@@ -137,6 +143,7 @@ class _Tab:
         "key",
         "page",
         "poisoned",
+        "site",
         "uses",
     )
 
@@ -155,6 +162,8 @@ class _Tab:
         # The URL of the last main-frame navigation request that failed (a redirect's hop,
         # say), for the error of the fetch.
         self.failed_navigation: str | None = None
+        # The origin of the page being loaded: the workflow's own headers go to it only.
+        self.site = ""
         page.on("crash", lambda _: self.crashed.set())
 
         # A plain function: Playwright keeps bookkeeping on handlers, which __slots__ refuse.
@@ -168,12 +177,13 @@ class _Tab:
 
 def _tab_key(request: FetchRequest) -> _TabKey:
     """What a reused tab must share with the request: its session (the execution), user
-    agent, headers and blocking."""
+    agent, headers, blocking and proxy (a context has one proxy for good)."""
     return (
         request.session,
         request.user_agent,
         tuple(sorted((request.headers or {}).items())),
         frozenset(request.block_resources),
+        request.proxy or "",
     )
 
 
@@ -389,6 +399,7 @@ class BrowserFetcher(Fetcher):
         self._executable_path = executable_path
         self._args = [*CHROMIUM_ARGS, *extra_args]
         guard = guard if guard is not None else NetGuard.allow_all()
+        self._guard = guard
         self._proxy: GuardProxy | None = None
         if guard.enforcing:
             self._proxy = GuardProxy(guard)
@@ -447,6 +458,9 @@ class BrowserFetcher(Fetcher):
                 try:
                     tab = await self._tab(handle, request)
                     tab.failed_navigation = None
+                    tab.site = origin_of(request.url)
+                    if request.cookies:  # the execution's, for this URL (its own context)
+                        await tab.context.add_cookies(_host_cookies(request))
                     html, status, headers = await asyncio.wait_for(
                         _load(tab.page, request), request.timeout_s
                     )
@@ -459,7 +473,9 @@ class BrowserFetcher(Fetcher):
                         raise _crash(request.url, "the page crashed") from exc
                     raise classify.timeout(request.url, request.timeout_s) from exc
                 except PlaywrightError as exc:
-                    refused = self._refusal(tab, request.url, exc)
+                    refused = _proxy_unreachable(request, exc) or self._refusal(
+                        tab, request.url, exc
+                    )
                     if refused is not None:
                         raise refused from exc
                     crashed = tab is not None and tab.crashed.is_set()
@@ -478,6 +494,47 @@ class BrowserFetcher(Fetcher):
             finally:
                 if tab is not None:
                     await self._return_tab(tab, healthy)
+                await self._checkin(handle)
+
+    async def script_login(
+        self,
+        request: FetchRequest,
+        script: str,
+        argument: Mapping[str, str],
+        success_selector: str | None,
+    ) -> ScriptLogin:
+        """Log in the way a person would: open ``request.url`` in a context of its own
+        (never a pooled tab), call ``script`` with ``argument`` (a navigation it starts,
+        a submitted form, is waited for), then look for ``success_selector`` on the page
+        it ended on, waiting up to the timeout for it. The context's cookies, HttpOnly
+        ones included, are the session. RuntimeError when the script throws; the
+        engine's errors (timeout, connection, blocked_address) otherwise."""
+        async with self._slots:
+            handle = await self._checkout()
+            context: BrowserContext | None = None
+            try:
+                context = await handle.browser.new_context(
+                    user_agent=request.user_agent,
+                    extra_http_headers=request.headers or None,
+                    service_workers="block",
+                )
+                if request.cookies:
+                    await context.add_cookies(_host_cookies(request))
+                page = await context.new_page()
+                # Playwright's own timeouts end each step within the login's; this one is
+                # for a driver that does not answer at all.
+                async with asyncio.timeout(request.timeout_s + _LOGIN_GRACE_S):
+                    matched = await _run_login(page, request, script, argument, success_selector)
+                cookies = await context.cookies()
+                return ScriptLogin(url=page.url, cookies=list(cookies), matched=matched)
+            except (TimeoutError, PlaywrightTimeoutError) as exc:
+                raise classify.timeout(request.url, request.timeout_s) from exc
+            except PlaywrightError as exc:
+                crashed = not handle.browser.is_connected()
+                raise _navigation_error(exc, request.url, crashed) from exc
+            finally:
+                if context is not None:
+                    await self._close_within(context.close())
                 await self._checkin(handle)
 
     def _refusal(self, tab: _Tab | None, url: str, exc: PlaywrightError) -> TrawlError | None:
@@ -513,25 +570,55 @@ class BrowserFetcher(Fetcher):
         self.contexts_opened += 1
         self._in_use += 1
         try:
+            proxy = await self._context_proxy(request.proxy) if request.proxy else None
+            # The workflow's headers are not the context's extra headers: those go to every
+            # host the page asks (its CDN, its analytics), and a header may be a credential.
             context = await handle.browser.new_context(
                 user_agent=request.user_agent,
-                extra_http_headers=request.headers or None,
                 service_workers="block",
+                proxy=proxy,
             )
         except BaseException:
             self._in_use -= 1
             raise
         try:
             page = await context.new_page()
-            if request.block_resources:
-                await page.route("**/*", _blocker(frozenset(request.block_resources)))
+            tab = _Tab(handle, context, page, key)
+            if request.block_resources or request.headers:
+                blocked = frozenset(request.block_resources)
+                await page.route("**/*", _router(blocked, dict(request.headers), tab))
         except BaseException:
             self._in_use -= 1
             await _close_quietly(context.close())
             raise
-        tab = _Tab(handle, context, page, key)
         tab.uses = 1
         return tab
+
+    async def _context_proxy(self, proxy: str) -> ProxySettings:
+        """A workflow's proxy (``http://[user:password@]host:port``) for a new context, in
+        place of the guard proxy: its host resolved and checked by the guard here, and
+        Chromium given the checked address, so the proxy is never one the guard refuses.
+        The pages' own hosts are resolved by that proxy (docs/proxies.md)."""
+        try:
+            parsed = URL(proxy)
+            host, port = parsed.raw_host or "", parsed.port
+        except ValueError:  # the message could hold the credentials: not passed on
+            raise PermanentError(
+                "the proxy URL does not parse", error_class="proxy_config"
+            ) from None
+        name = f"{host}:{port}"
+        try:
+            address = (await self._guard.checked_addresses(host))[0]
+        except BlockedAddressError as exc:
+            raise exc.for_url(f"proxy {name}") from None
+        except OSError as exc:  # as the http engine: a connection error, no rest
+            raise classify.connection(f"proxy {name}", f"cannot resolve it: {exc}") from None
+        server = f"[{address}]" if ":" in address else address
+        settings = ProxySettings(server=f"http://{server}:{port}")
+        if parsed.user is not None:
+            settings["username"] = parsed.user
+            settings["password"] = parsed.password or ""
+        return settings
 
     async def _return_tab(self, tab: _Tab, healthy: bool) -> None:
         """Close the pages the task opened; keep a healthy tab for the next task of its
@@ -679,11 +766,81 @@ async def _load(tab: PlaywrightPage, request: FetchRequest) -> tuple[str, int, d
     return html, status, headers
 
 
-def _blocker(types: frozenset[str]) -> Callable[[Route], Awaitable[None]]:
+@dataclass(frozen=True, slots=True)
+class ScriptLogin:
+    """How a login script ended: the page's URL, the context's cookies (as Playwright
+    gives them: a host-only cookie's domain has no leading dot) and whether the success
+    selector matched (True when there is none)."""
+
+    url: str
+    cookies: list[Cookie]
+    matched: bool
+
+
+async def _run_login(
+    page: PlaywrightPage,
+    request: FetchRequest,
+    script: str,
+    argument: Mapping[str, str],
+    success_selector: str | None,
+) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.timeout_s
+
+    def left_ms() -> float:
+        return max(1.0, (deadline - loop.time()) * 1000)
+
+    wait_until = cast(LoadState, request.wait_until)
+    response = await page.goto(request.url, wait_until=wait_until, timeout=left_ms())
+    status = response.status if response is not None else 200
+    error = classify.status_error(status, request.url, None)
+    if error is not None:
+        raise error
+    try:
+        await page.evaluate(script, dict(argument))
+    except PlaywrightError as exc:
+        message = exc.message or str(exc)
+        if not any(marker in message for marker in _NAVIGATED_AWAY):
+            raise RuntimeError(f"the login script failed: {message.splitlines()[0]}") from None
+    await page.wait_for_load_state(wait_until, timeout=left_ms())
+    if success_selector is None:
+        return True
+    try:
+        await page.wait_for_selector(success_selector, state="attached", timeout=left_ms())
+    except PlaywrightTimeoutError:
+        return False
+    return True
+
+
+_LOGIN_GRACE_S = 5.0
+# What evaluate raises when the script submitted a form or navigated: the login went on.
+_NAVIGATED_AWAY = ("Execution context was destroyed", "navigation", "Target page, context")
+
+
+def _host_cookies(request: FetchRequest) -> list[SetCookieParam]:
+    """The request's cookies for its host, as Playwright adds them to a context."""
+    host = URL(request.url).raw_host or ""
+    return [
+        {"name": name, "value": value, "domain": host, "path": "/"}
+        for name, value in request.cookies.items()
+    ]
+
+
+def _router(
+    blocked: frozenset[str], headers: dict[str, str], tab: _Tab
+) -> Callable[[Route], Awaitable[None]]:
+    """Every request of a tab: refused when its resource type is blocked; given the
+    workflow's headers when it goes to the site (origin) of the page being loaded: its
+    redirects elsewhere and its third-party requests do not get them, as in the http
+    engine."""
+
     async def handle(route: Route) -> None:
+        request = route.request
         try:
-            if route.request.resource_type in types:
+            if request.resource_type in blocked:
                 await route.abort("blockedbyclient")
+            elif headers and origin_of(request.url) == tab.site:
+                await route.continue_(headers={**await request.all_headers(), **headers})
             else:
                 await route.continue_()
         except PlaywrightError:
@@ -710,6 +867,17 @@ def _evaluator(tab: _Tab) -> Callable[[str, float], Awaitable[Any]]:
             raise RuntimeError(f"script failed: {exc.message}") from exc
 
     return evaluate
+
+
+def _proxy_unreachable(request: FetchRequest, exc: PlaywrightError) -> TrawlError | None:
+    """``proxy_connection`` when Chromium could not reach a workflow's proxy."""
+    message = exc.message or str(exc)
+    if request.proxy is None or "net::ERR_PROXY_CONNECTION_FAILED" not in message:
+        return None
+    return RetryableError(
+        f"{request.url}: cannot connect to its proxy (net::ERR_PROXY_CONNECTION_FAILED)",
+        error_class="proxy_connection",
+    )
 
 
 def _crash(url: str, detail: str) -> RetryableError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from backends.errors import PermanentError, RetryableError, TrawlError
@@ -21,6 +22,8 @@ _RETRYABLE_4XX = frozenset({408, 425, 429})
 # A Retry-After further away than this is treated as this: a crawl should not park a task
 # for a day because one server said so.
 MAX_RETRY_AFTER_S = 3600.0
+
+_CONDITIONAL_HEADERS = frozenset({"if-none-match", "if-modified-since"})
 
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<!--", b"<meta", b"<title")
 
@@ -46,10 +49,17 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def status_error(
-    status: int, url: str, retry_after: str | None = None, now: float | None = None
+    status: int,
+    url: str,
+    retry_after: str | None = None,
+    now: float | None = None,
+    *,
+    conditional: bool = False,
 ) -> TrawlError | None:
-    """The error a final (post-redirect) status means, or None when the page is usable."""
-    if 200 <= status < 300:
+    """The error a final (post-redirect) status means, or None when the page is usable.
+    ``conditional``: the request carried validators (a recrawl's, worker/recrawl.py), so a
+    304 is an answer, "not modified", rather than an error."""
+    if 200 <= status < 300 or (status == 304 and conditional):
         return None
     if status >= 500:
         return RetryableError(
@@ -66,6 +76,11 @@ def status_error(
     # 4xx, and 1xx/3xx that were not followed (304 without a cache, 300, a 3xx without
     # Location): retrying gives the same answer.
     return PermanentError(f"HTTP {status} from {url}", error_class=f"http_{status}")
+
+
+def is_conditional(headers: Mapping[str, str]) -> bool:
+    """Whether request headers make a GET conditional (If-None-Match, If-Modified-Since)."""
+    return any(name.lower() in _CONDITIONAL_HEADERS for name in headers)
 
 
 def media_type(content_type: str | None) -> str:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -27,9 +28,10 @@ from aiohttp.helpers import is_ip_address
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from backends.errors import PermanentError, RetryableError
-from backends.fetcher import Fetcher, FetchRequest
+from backends.errors import PermanentError, RetryableError, TrawlError
+from backends.fetcher import Document, Fetcher, FetchRequest
 from nodes.page import Page
+from worker.cookies import Jar, cookie_header
 from worker.fetchers import classify
 from worker.fetchers.decode import decode_html
 from worker.netguard import BlockedAddressError, NetGuard, parse_address
@@ -114,14 +116,19 @@ async def get_following_redirects(
     timeout_s: float,
     max_redirects: int,
     client_timeout: aiohttp.ClientTimeout | None = None,
+    proxy: Proxy | None = None,
+    private: Collection[str] = (),
 ) -> aiohttp.ClientResponse:
     """GET ``url`` and follow up to ``max_redirects`` redirects, one request per hop, each
-    hop's host checked by ``guard``; the final response (the caller releases it).
+    hop's host checked by ``guard``; the final response (the caller releases it). Through
+    ``proxy`` every hop goes to the proxy, whose address the guard checks (``Proxy``).
 
     Raises BlockedAddressError naming the refused hop, PermanentError ``redirect_loop``
     past ``max_redirects``, TimeoutError when the hops together take over ``timeout_s``,
     and aiohttp's errors as ``session.get`` does. ``client_timeout`` (total ``timeout_s``)
-    is the first hop's, for callers that keep one per value.
+    is the first hop's, for callers that keep one per value. A redirect to another origin
+    drops ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` from the next hops, and
+    the headers named in ``private`` (a workflow's own, which may hold secrets).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -137,7 +144,11 @@ async def get_following_redirects(
             if guard.enforcing:
                 _check_ip_literal(guard, target)
             resp = await session.get(
-                target, headers=hop_headers, timeout=hop_timeout, allow_redirects=False
+                target,
+                headers=hop_headers,
+                timeout=hop_timeout,
+                allow_redirects=False,
+                proxy=proxy.url if proxy is not None else None,
             )
         except BlockedAddressError as exc:
             raise exc.for_url(str(target), url if redirects else None) from exc
@@ -151,7 +162,7 @@ async def get_following_redirects(
         following = _redirect_target(target, location)
         if following.origin() != target.origin():
             stripped = CIMultiDict(hop_headers)
-            for name in _CREDENTIAL_HEADERS:
+            for name in (*_CREDENTIAL_HEADERS, *private):
                 stripped.popall(name, None)
             hop_headers = stripped
         target = following
@@ -159,6 +170,43 @@ async def get_following_redirects(
         if remaining <= 0:
             raise TimeoutError
         hop_timeout = aiohttp.ClientTimeout(total=remaining)
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An http proxy as aiohttp takes it: its URL with the credentials in it (aiohttp
+    sends them as ``Proxy-Authorization`` on each request to an http page and on the
+    CONNECT for an https one); ``repr`` shows only its ``host:port``.
+
+    The guard: the proxy's own address is checked like a target host's, a name through
+    ``GuardedResolver`` when aiohttp connects to the proxy, an IP literal by ``checked``.
+    The target's host is resolved by the proxy, out of our sight: through a proxy, the
+    guard can refuse IP-literal targets (as without) but not names that resolve inward
+    on the proxy's side (docs/proxies.md)."""
+
+    url: URL = field(repr=False)
+    name: str  # host:port, how errors name it
+
+    @classmethod
+    def of(cls, proxy: str) -> Proxy:
+        """``http://[user:password@]host:port`` (what ``FetchRequest.proxy`` holds)."""
+        try:
+            parsed = URL(proxy)
+            name = f"{parsed.raw_host}:{parsed.port}"
+        except ValueError:  # the message could hold the credentials: not passed on
+            raise PermanentError(
+                "the proxy URL does not parse", error_class="proxy_config"
+            ) from None
+        return cls(parsed, name)
+
+    def checked(self, guard: NetGuard) -> Proxy:
+        """Refuse an IP-literal proxy the guard does not allow (BlockedAddressError)."""
+        if guard.enforcing:
+            try:
+                _check_ip_literal(guard, self.url)
+            except BlockedAddressError as exc:
+                raise exc.for_url(f"proxy {self.name}") from None
+        return self
 
 
 class HttpFetcher(Fetcher):
@@ -228,6 +276,36 @@ class HttpFetcher(Fetcher):
 
     async def fetch(self, request: FetchRequest) -> Page:
         """Fetch and decode one page (what ``open`` does on entry)."""
+        doc = await self._get(request, html=True)
+        return Page(
+            url=doc.url,
+            html=decode_html(doc.body, doc.content_type),
+            status=doc.status,
+            headers=doc.headers,
+            requested_url=request.url,
+            elapsed_s=doc.elapsed_s,
+        )
+
+    async def fetch_document(self, request: FetchRequest) -> Document:
+        """Fetch a document of any type (a sitemap, gzipped or not): its bytes as received
+        (a body with ``Content-Encoding`` decoded), at most ``max_body_bytes`` of them,
+        under the same guard, redirects and error classes as a page."""
+        return await self._get(request, html=False)
+
+    async def submit_form(self, request: FetchRequest, fields: Mapping[str, str], jar: Jar) -> Page:
+        """A login's form POST to ``request.url`` through this session and its guard, the
+        cookies of every hop collected in ``jar`` (worker/fetchers/form.py)."""
+        from worker.fetchers.form import post_form  # it builds on this module's helpers
+
+        if self._session is None:
+            raise RuntimeError("HttpFetcher.start() was not called")
+        return await post_form(
+            self._session, self._guard, request, fields, jar, max_redirects=self._max_redirects
+        )
+
+    async def _get(self, request: FetchRequest, *, html: bool) -> Document:
+        """One GET with its redirects; with ``html``, a declared or sniffed non-HTML body
+        is refused (``not_html``) before it is read whole."""
         session = self._session
         if session is None:
             raise RuntimeError("HttpFetcher.start() was not called")
@@ -243,6 +321,9 @@ class HttpFetcher(Fetcher):
             if any(name.lower() == "user-agent" for name in request.headers):
                 del headers["User-Agent"]
             headers.update(request.headers)
+        if request.cookies:  # dropped on a redirect to another origin, as Authorization is
+            headers["Cookie"] = cookie_header(request.cookies)
+        proxy = Proxy.of(request.proxy).checked(self._guard) if request.proxy else None
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -254,15 +335,25 @@ class HttpFetcher(Fetcher):
                 timeout_s=request.timeout_s,
                 max_redirects=self._max_redirects,
                 client_timeout=timeout,
+                proxy=proxy,
+                private=request.headers.keys(),  # the workflow's: not sent off its origin
             )
             async with resp:
                 status = resp.status
                 resp_headers = resp.headers
-                error = classify.status_error(status, url, resp_headers.get("Retry-After"))
+                error = classify.status_error(
+                    status,
+                    url,
+                    resp_headers.get("Retry-After"),
+                    conditional=classify.is_conditional(headers),
+                )
                 if error is not None:
                     raise error
+                # A 304 answers a recrawl's conditional request (worker/recrawl.py): it has
+                # no body to judge as HTML.
+                html = html and status != 304
                 content_type = resp_headers.get("Content-Type")
-                error = classify.content_type_error(content_type, url)
+                error = classify.content_type_error(content_type, url) if html else None
                 if error is not None:
                     raise error
                 body = await _read_capped(resp, request.max_body_bytes, url)
@@ -275,6 +366,8 @@ class HttpFetcher(Fetcher):
             raise PermanentError(f"invalid URL {url}: {exc}", error_class="invalid_url") from exc
         except TimeoutError as exc:  # also aiohttp's ServerTimeoutError and its subclasses
             raise classify.timeout(url, request.timeout_s) from exc
+        except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
+            raise _proxy_error(exc, url, proxy) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             # Refused, reset, dropped mid-body, DNS failure: the network's fault, not the page's.
             raise classify.connection(url, f"{type(exc).__name__}: {exc}") from exc
@@ -283,14 +376,14 @@ class HttpFetcher(Fetcher):
             raise RetryableError(
                 f"{url}: bad response: {exc.message}", error_class="bad_response"
             ) from exc
-        if not content_type and not classify.looks_like_html(body):
+        if html and not content_type and not classify.looks_like_html(body):
             raise classify.not_html(url)
-        return Page(
+        return Document(
             url=final_url,
-            html=decode_html(body, content_type),
             status=status,
             headers=_lower_headers(resp_headers),
-            requested_url=url,
+            content_type=content_type,
+            body=body,
             elapsed_s=loop.time() - started,
         )
 
@@ -335,6 +428,23 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, url: str) -> by
             raise classify.too_large(url, limit)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _proxy_error(
+    exc: aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError,
+    url: str,
+    proxy: Proxy | None,
+) -> TrawlError:
+    """A proxy that cannot be reached is ``proxy_connection``; one that refuses a CONNECT
+    (an https page) answers with a status, judged as a page's status would be (a 403 or
+    407 then bans it like the same answer to an http page)."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        error = classify.status_error(exc.status, url)
+        return error or classify.connection(url, f"the proxy answered {exc.status}")
+    name = proxy.name if proxy is not None else "?"
+    return RetryableError(
+        f"{url}: cannot connect to proxy {name}: {exc.os_error}", error_class="proxy_connection"
+    )
 
 
 def _lower_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:

@@ -21,6 +21,10 @@ class LazyFetcher(Fetcher):
     def started(self) -> bool:
         return self._fetcher is not None
 
+    async def fetcher(self) -> Fetcher:
+        """The fetcher itself, started now if it was not (a login uses more than ``open``)."""
+        return await self._get()
+
     async def _get(self) -> Fetcher:
         if self._fetcher is None:
             async with self._lock:

@@ -1,0 +1,144 @@
+"""A small documentation site as Sphinx writes one, for the text-field tests.
+
+Sphinx (and DocBook) pages are where collapsed text reads wrong: headings end in a
+permalink ``<a class="headerlink">¶</a>``, code blocks are ``<pre>`` full of highlighting
+``<span>``s whose lines matter, and addresses are lines joined by ``<br>``. The site is a
+table of contents linking to three pages; ``/usage.html`` has no version line (a required
+field missing), ``/faq.html`` no code block (a multiple field with no match).
+
+``DocsSite`` serves it on 127.0.0.1, on a free port, from a thread with its own event loop,
+so one server serves a test whatever event loop that test runs in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from aiohttp import web
+
+ADDRESS = "Trawl Docs Team<br>\n      1 Crawl Street<br>\n      Harbour City"
+# What a reader sees of the <address>: its lines, each trimmed.
+ADDRESS_TEXT = "Trawl Docs Team\n1 Crawl Street\nHarbour City"
+
+
+def _page(title: str, body: str, version: str | None) -> str:
+    version_line = f'<p class="version">Version <span>{version}</span></p>' if version else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} &#8212; Trawl docs</title></head>
+<body>
+  <div class="document"><div class="body" role="main">
+    <section id="{title.lower()}">
+      <h1>{title}<a class="headerlink" href="#{title.lower()}"
+        title="Link to this heading">¶</a></h1>
+      {version_line}
+      {body}
+    </section>
+  </div></div>
+  <footer><address>
+      {ADDRESS}
+  </address></footer>
+</body></html>
+"""
+
+
+# The <pre> of /install.html and the text a reader sees in it.
+INSTALL_PRE = (
+    '<pre><span></span><span class="gp">$ </span>python -m venv .venv\n'
+    '<span class="gp">$ </span>.venv/bin/pip install trawl\n'
+    "\n"
+    '<span class="c1"># check it runs</span>\n'
+    '<span class="gp">$ </span>trawl --version\n'
+    "    trawl 1.0\n"
+    "</pre>"
+)
+INSTALL_CODE = (
+    "$ python -m venv .venv\n"
+    "$ .venv/bin/pip install trawl\n"
+    "\n"
+    "# check it runs\n"
+    "$ trawl --version\n"
+    "    trawl 1.0"
+)
+USAGE_PRE = '<pre>\n\n<span class="n">trawl</span> run shop.yaml\n  --out out\n\n</pre>'
+USAGE_CODE = "trawl run shop.yaml\n  --out out"
+
+PAGES: dict[str, str] = {
+    "/": """<!DOCTYPE html><html><head><title>Trawl docs</title></head><body>
+      <nav class="toc"><ul>
+        <li><a href="install.html">Installation</a></li>
+        <li><a href="usage.html">Usage</a></li>
+        <li><a href="faq.html">FAQ</a></li>
+      </ul></nav></body></html>""",
+    "/install.html": _page(
+        "Installation",
+        '<p>Install it\n     with pip:</p>\n      <div class="highlight-console notranslate">'
+        f'<div class="highlight">{INSTALL_PRE}</div></div>',
+        "1.0",
+    ),
+    "/usage.html": _page(
+        "Usage",
+        '<p>Run a workflow:</p><div class="highlight-console notranslate">'
+        f'<div class="highlight">{USAGE_PRE}</div></div>',
+        None,
+    ),
+    "/faq.html": _page("FAQ", "<p>Ask on the list.</p>", "1.0"),
+}
+
+
+class DocsSite:
+    """The site on 127.0.0.1:<free port>, served from a background thread's event loop."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> DocsSite:
+        self._thread = threading.Thread(target=self._run, name="docs-site", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10) or not self.port:
+            raise RuntimeError("the docs site did not start within 10 s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            self._ready.set()  # a server that failed to start must not hang the test
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+
+        async def page(request: web.Request) -> web.Response:
+            body = PAGES.get(request.path)
+            if body is None:
+                raise web.HTTPNotFound()
+            return web.Response(text=body, content_type="text/html", charset="utf-8")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", page)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = runner.addresses[0][1]
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
