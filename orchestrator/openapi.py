@@ -16,6 +16,7 @@ from litestar.openapi.spec import (
 )
 
 from orchestrator.models import OVERRIDE_PATTERN, URL_PATTERN
+from workflows.secrets import SECRET_NAME
 from workflows.spec import PhaseName
 
 # (path, method, status) -> {link name: (target path, target method, {param: expression})}
@@ -60,6 +61,7 @@ def refine(schema: OpenAPI) -> None:
             schemas[name].additional_properties = False
     _constrain_nested(schemas)
     paths = schema.paths or {}
+    _constrain_path_parameters(paths)
     for path, method in OPTIONAL_BODIES:
         body = _operation(paths, path, method).request_body
         if isinstance(body, RequestBody):
@@ -76,6 +78,25 @@ def refine(schema: OpenAPI) -> None:
             )
             for name, (to_path, to_method, parameters) in links.items()
         }
+
+
+# Path parameters the handlers check themselves (with a message naming the rule); the
+# document states the rule too, so a client that follows it is never refused.
+PATH_PATTERNS = {("/v1/secrets/{name}", "name"): f"^{SECRET_NAME}$"}
+
+
+def _constrain_path_parameters(paths: dict[str, PathItem]) -> None:
+    for (path, name), pattern in PATH_PATTERNS.items():
+        item = paths.get(path)
+        if item is None:
+            continue
+        for method in ("get", "put", "patch", "post", "delete"):
+            operation = getattr(item, method)
+            for parameter in (operation.parameters or []) if operation is not None else []:
+                if getattr(parameter, "name", None) == name and isinstance(
+                    parameter.schema, Schema
+                ):
+                    parameter.schema.pattern = pattern
 
 
 def _operation(paths: dict[str, PathItem], path: str, method: str) -> Operation:

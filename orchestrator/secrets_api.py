@@ -22,8 +22,9 @@ from litestar.params import FromPath, RawBody
 from orchestrator.errors import COMMON, Unprocessable
 from orchestrator.services import ServicesDep, Tenant
 from worker.secrets import SecretsMissing
+from workflows.secrets import SECRET_NAME
 
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+NAME = re.compile(SECRET_NAME)
 
 
 class SecretIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -60,21 +61,22 @@ class SecretsController(Controller):
         self, name: FromPath[str], services: ServicesDep, tenant: Tenant, body: RawBody
     ) -> SecretOut:
         """Create or replace the tenant's secret ``name`` with ``{"value": "..."}``. 400 for a
-        bad name, body or size; 422 when the tenant has its most secrets already."""
+        bad name; 422 for a body that is not that, a value empty or too big, or when the
+        tenant has its most secrets already."""
         _name(name)
         try:
             value = _decode(body).value
         except (msgspec.ValidationError, msgspec.DecodeError) as error:
             # msgspec's messages name the field and the type, never the value.
-            raise ValidationException(
+            raise Unprocessable(
                 detail=f'invalid secret: {error}; expected {{"value": "..."}}'
             ) from None
         limits = services.limits
         size = len(value.encode("utf-8"))
         if not value:
-            raise ValidationException(detail=f"secret {name}: the value is empty")
+            raise Unprocessable(detail=f"secret {name}: the value is empty")
         if size > limits.max_secret_bytes:
-            raise ValidationException(
+            raise Unprocessable(
                 detail=f"secret {name}: the value has {size} bytes; this deployment allows "
                 f"at most {limits.max_secret_bytes} (TRAWL_SECRETS_MAX_VALUE_BYTES)"
             )

@@ -6,16 +6,15 @@ permalink ``<a class="headerlink">¶</a>``, code blocks are ``<pre>`` full of hi
 table of contents linking to three pages; ``/usage.html`` has no version line (a required
 field missing), ``/faq.html`` no code block (a multiple field with no match).
 
-``DocsSite`` serves it on 127.0.0.1, on a free port, from a thread with its own event loop,
-so one server serves a test whatever event loop that test runs in.
+``DocsSite`` serves it on 127.0.0.1, on a free port, from a thread with its own event loop
+(a ``ThreadedApp``), so one server serves a test whatever event loop that test runs in.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 from aiohttp import web
+
+from tests.threaded_app import ThreadedApp
 
 ADDRESS = "Trawl Docs Team<br>\n      1 Crawl Street<br>\n      Harbour City"
 # What a reader sees of the <address>: its lines, each trimmed.
@@ -86,59 +85,22 @@ PAGES: dict[str, str] = {
 }
 
 
-class DocsSite:
+def build_app() -> web.Application:
+    """``PAGES`` by path; any other path is a 404."""
+
+    async def page(request: web.Request) -> web.Response:
+        body = PAGES.get(request.path)
+        if body is None:
+            raise web.HTTPNotFound()
+        return web.Response(text=body, content_type="text/html", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    return app
+
+
+class DocsSite(ThreadedApp):
     """The site on 127.0.0.1:<free port>, served from a background thread's event loop."""
 
     def __init__(self) -> None:
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> DocsSite:
-        self._thread = threading.Thread(target=self._run, name="docs-site", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or not self.port:
-            raise RuntimeError("the docs site did not start within 10 s")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            self._ready.set()  # a server that failed to start must not hang the test
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-
-        async def page(request: web.Request) -> web.Response:
-            body = PAGES.get(request.path)
-            if body is None:
-                raise web.HTTPNotFound()
-            return web.Response(text=body, content_type="text/html", charset="utf-8")
-
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", page)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+        super().__init__(build_app, name="docs-site", label="the docs site")

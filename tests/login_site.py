@@ -1,4 +1,4 @@
-"""A small login-protected site for the session tests, on 127.0.0.1, in a thread.
+"""A small login-protected site for the session tests, on 127.0.0.1, in a thread (``ThreadedApp``).
 
 ``/login`` shows a form (user, password); a POST with the right pair sets an HttpOnly
 session cookie and answers 302 to where the visitor was going. ``/private/N`` needs that
@@ -15,13 +15,15 @@ form, an X-Api-Key) so tests can check what the crawler sent, and where.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import secrets
 import threading
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from tests.threaded_app import ThreadedApp
 
 USER = "alice"
 PASSWORD = "s3cr3t-Pa55-word-7f2c"
@@ -39,21 +41,17 @@ class Seen:
     form: dict[str, str] = field(default_factory=dict)
 
 
-class LoginSite:
+class LoginSite(ThreadedApp):
     """The site on a free port of 127.0.0.1, served from its own thread and event loop."""
 
     def __init__(self, size: int = 8, session_pages: int = 0, failing_logins: int = 0) -> None:
+        super().__init__(self._build, name="login-site", label="the login site")
         self.size = size
         self.session_pages = session_pages  # 0: sessions never expire
         self.failing_logins = failing_logins  # the first this many POSTs answer 503
-        self.port = 0
         self.seen: list[Seen] = []
         self._sessions: dict[str, int] = {}  # token -> private pages served with it
         self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
 
     def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
@@ -67,48 +65,17 @@ class LoginSite:
         with self._lock:
             return [s for s in self.seen if s.path.startswith(prefix)]
 
-    def __enter__(self) -> LoginSite:
-        self._thread = threading.Thread(target=self._run, name="login-site", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the login site did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
+    def _build(self) -> web.Application:
         app = web.Application(middlewares=[self._log])
         app.router.add_get("/login", self._login_page)
         app.router.add_post("/login", self._login)
         app.router.add_get("/private/{n}", self._private)
         app.router.add_get("/echo", self._echo)
         app.router.add_get("/hop", self._hop)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+        return app
 
     @web.middleware
-    async def _log(self, request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def _log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         form: dict[str, str] = {}
         if request.method == "POST":
             form = {k: str(v) for k, v in (await request.post()).items()}

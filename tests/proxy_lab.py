@@ -1,7 +1,7 @@
 """Forward proxies and a small site on 127.0.0.1, for the proxy tests.
 
-``ProxyLab`` serves, from a thread with its own event loop (so a test may run ``trawl run``
-in its own loop meanwhile):
+``ProxyLab`` serves, from a thread with its own event loop (a ``ThreadedApp``, so a test may
+run ``trawl run`` in its own loop meanwhile):
 
 - a site: ``/p/<i>`` for i in 0..pages-1, each with an ``<h1>`` and links to ``/p/2i+1`` and
   ``/p/2i+2`` (a binary tree from ``/p/0``); ``/proxies.txt?key=K`` answers the proxy list
@@ -20,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
+
+from tests.threaded_app import ThreadedApp
 
 ProxyKind = Literal["open", "auth", "ban", "captcha"]
 _HOP_BY_HOP = frozenset(
@@ -85,26 +88,28 @@ class SiteHit:
     via: str | None
 
 
-class ProxyLab:
+class ProxyLab(ThreadedApp):
     """The site and the proxies, served from a background thread."""
 
     def __init__(self, pages: int = 15) -> None:
+        # shutdown_timeout: aiohttp's default, which the lab has always run with.
+        super().__init__(
+            self._build, name="proxy-lab", label="the proxy lab", shutdown_timeout=60.0
+        )
         self.pages = pages
         self.proxies: dict[str, LabProxy] = {}
         self.hits: list[SiteHit] = []
         self.provider_list = ""
         self.provider_key = ""
         self.provider_calls = 0
-        self.site_port = 0
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self._client: aiohttp.ClientSession | None = None
 
     # -- what tests read
+
+    @property
+    def site_port(self) -> int:
+        return self.port
 
     def add(self, label: str, kind: ProxyKind, user: str = "", password: str = "") -> LabProxy:
         """Declare a proxy (before ``start``)."""
@@ -113,7 +118,7 @@ class ProxyLab:
         return proxy
 
     def url(self, path: str = "/p/0") -> str:
-        return f"http://127.0.0.1:{self.site_port}{path}"
+        return super().url(path)
 
     def page_paths(self) -> list[str]:
         return [f"/p/{i}" for i in range(self.pages)]
@@ -123,68 +128,30 @@ class ProxyLab:
         with self._lock:
             return Counter(hit.via for hit in self.hits if hit.path.startswith("/p/"))
 
-    # -- lifecycle
+    # -- serving
 
-    def start(self) -> ProxyLab:
-        self._thread = threading.Thread(target=self._run, name="proxy-lab", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the proxy lab did not start within 10 s")
-        if self._error is not None:
-            raise RuntimeError("the proxy lab failed to start") from self._error
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> ProxyLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
+    def _build(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/p/{index}", self._page)
         app.router.add_get("/proxies.txt", self._provider)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.site_port = runner.addresses[0][1]
+        app.cleanup_ctx.append(self._serve_proxies)
+        return app
+
+    async def _serve_proxies(self, app: web.Application) -> AsyncIterator[None]:
+        """The proxies (and the client they forward with) live as long as the site."""
         self._client = aiohttp.ClientSession(auto_decompress=False, trust_env=False)
-        servers = []
-        for proxy in self.proxies.values():
-            server = await asyncio.start_server(
-                lambda r, w, p=proxy: self._proxy_connection(p, r, w), "127.0.0.1", 0
-            )
-            proxy.port = server.sockets[0].getsockname()[1]
-            servers.append(server)
-        self._ready.set()
+        servers: list[asyncio.Server] = []
         try:
-            await self._stop.wait()
+            for proxy in self.proxies.values():
+                serve = functools.partial(self._proxy_connection, proxy)
+                server = await asyncio.start_server(serve, "127.0.0.1", 0)
+                proxy.port = server.sockets[0].getsockname()[1]
+                servers.append(server)
+            yield
         finally:
             for server in servers:
                 server.close()
             await self._client.close()
-            await runner.cleanup()
 
     # -- the site
 
@@ -214,6 +181,14 @@ class ProxyLab:
     async def _proxy_connection(
         self, proxy: LabProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        try:
+            await self._proxy_requests(proxy, reader, writer)
+        finally:  # the client hung up, or the lab is stopping
+            writer.close()
+
+    async def _proxy_requests(
+        self, proxy: LabProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, ValueError):
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -233,7 +208,6 @@ class ProxyLab:
                 await writer.drain()
                 if close:
                     break
-        writer.close()
 
     async def _answer(
         self,

@@ -10,13 +10,12 @@ Pages (``/`` links to every other one):
 The site counts, per path, every request, the conditional ones (If-None-Match or
 If-Modified-Since sent) and the 304s it answered, so a test asserts at the server what a
 crawl asked. ``change(path, title)`` rewrites a page (new ETag, later Last-Modified).
-It runs on 127.0.0.1:<free port> in a thread of its own, so a test can crawl it with
-``trawl run`` in the test's own thread.
+It runs on 127.0.0.1:<free port> in a thread of its own (a ``ThreadedApp``), so a test can
+crawl it with ``trawl run`` in the test's own thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 from collections import Counter
@@ -26,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 
 from aiohttp import web
+
+from tests.threaded_app import ThreadedApp
 
 PAGES = 5
 _START = datetime(2026, 1, 5, 8, 0, 0, tzinfo=UTC)
@@ -62,10 +63,11 @@ class Counts:
         self.not_modified.clear()
 
 
-class RecrawlSite:
+class RecrawlSite(ThreadedApp):
     """The site, served from a background thread's event loop."""
 
     def __init__(self) -> None:
+        super().__init__(self._build, name="recrawl-site", label="the recrawl site")
         paths = [f"/p/{n}" for n in range(1, PAGES + 1)] + ["/lm", "/plain"]
         self.pages: dict[str, Page] = {"/": Page("Home", links=paths)}
         for n in range(1, PAGES + 1):
@@ -76,15 +78,7 @@ class RecrawlSite:
         self.counts = Counts()
         # Called (in the site's thread) after each request is counted, with the total.
         self.on_request: Callable[[int], None] | None = None
-        self.port = 0
         self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
 
     def paths(self) -> list[str]:
         """Every page a crawl from ``/`` reaches now."""
@@ -106,6 +100,11 @@ class RecrawlSite:
             page.modified = page.modified + timedelta(hours=1)
 
     # -- serving
+
+    def _build(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        return app
 
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.path
@@ -132,43 +131,6 @@ class RecrawlSite:
             headers.pop("Content-Type")
             return web.Response(status=304, headers=headers)
         return web.Response(body=body, headers=headers)
-
-    def start(self) -> RecrawlSite:
-        self._thread = threading.Thread(target=self._run, name="recrawl-site", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the recrawl site did not start within 10 s")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None or self._stop is None:
-            return
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        self._thread = None
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
 
 
 def _not_modified(

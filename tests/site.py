@@ -11,7 +11,8 @@ were in flight when it arrived) so tests can check what a client really asked fo
 politely.
 
 ``SiteServer`` runs the app on 127.0.0.1, on a free port, in a thread with its own event
-loop, so one server serves every test whatever event loop the test runs in.
+loop (a ``ThreadedApp``), so one server serves every test whatever event loop the test runs
+in.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from email.utils import formatdate
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from tests.threaded_app import ThreadedApp
 
 # A 1x1 transparent PNG.
 PNG_1PX = bytes.fromhex(
@@ -507,83 +510,19 @@ def build_app(log: RequestLog | None = None) -> web.Application:
 # --- serving ----------------------------------------------------------------------------------
 
 
-class SiteServer:
+class SiteServer(ThreadedApp):
     """The site on 127.0.0.1:<free port>, served from a background thread's event loop."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
-        self.log = RequestLog()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, path: str = "/") -> str:
-        """The absolute URL of ``path`` on this site."""
-        return self.base_url + path
-
-    def start(self, timeout_s: float = 10.0) -> SiteServer:
-        """Serve; returns once the port accepts connections."""
-        self._thread = threading.Thread(target=self._run, name="test-site", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout_s):
-            raise RuntimeError(f"test site did not start within {timeout_s} s")
-        if self._error is not None:
-            raise RuntimeError("test site failed to start") from self._error
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop serving and wait for the thread (its loop closes every connection)."""
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            raise RuntimeError(f"test site did not stop within {timeout_s} s")
-        self._thread = None
-
-    def __enter__(self) -> SiteServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
         # handler_cancellation: a client that gives up (timeout tests) cancels the slow
         # handler instead of leaving it asleep until shutdown.
-        runner = web.AppRunner(
-            build_app(self.log), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        super().__init__(
+            self._build, host=host, name="test-site", label="test site", handler_cancellation=True
         )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+        self.log = RequestLog()
+
+    def _build(self) -> web.Application:
+        return build_app(self.log)
 
 
 if __name__ == "__main__":  # browse it by hand: python -m tests.site

@@ -11,20 +11,19 @@ For the failures: a sitemap cut off mid-element, one that is an HTML page, a mis
 and a gzip bomb (a few hundred KB that inflate past the 50 MB a sitemap may have). For the
 limits: a chain of indexes nested deeper than Trawl follows, and a plain-text sitemap.
 
-``SitemapSite`` serves it on 127.0.0.1 in a thread of its own (one server for any event
-loop, as tests/site.py does), and counts the requests of each path.
+``SitemapSite`` serves it on 127.0.0.1 in a thread of its own (a ``ThreadedApp``: one
+server for any event loop), and counts the requests of each path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import threading
 from collections import Counter
 from functools import cache
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+
+from tests.threaded_app import ThreadedApp, by_path
 
 PAGES = 12
 SPLIT = 7  # /p/1..SPLIT in the plain sitemap, the rest in the gzipped one
@@ -66,13 +65,8 @@ def bomb() -> bytes:
     return gzip.compress(body, 6)
 
 
-def build_app(requests: Counter[str]) -> web.Application:
-    @web.middleware
-    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
-        requests[request.path] += 1
-        return await handler(request)
-
-    app = web.Application(middlewares=[count])
+def build_app() -> web.Application:
+    app = web.Application()
 
     def base(request: web.Request) -> str:
         return f"http://{request.host}"
@@ -152,51 +146,13 @@ def build_app(requests: Counter[str]) -> web.Application:
     return app
 
 
-class SitemapSite:
+class SitemapSite(ThreadedApp):
     """The site on 127.0.0.1:<free port>, served from a thread's event loop; ``requests``
     counts the requests of each path."""
 
     def __init__(self) -> None:
-        self.requests: Counter[str] = Counter()
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        super().__init__(build_app, name="sitemap-site", label="the sitemap site", count_by=by_path)
 
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> SitemapSite:
-        self._thread = threading.Thread(target=self._run, name="sitemap-site", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the sitemap site did not start within 10 s")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        runner = web.AppRunner(build_app(self.requests), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+    @property
+    def requests(self) -> Counter[str]:
+        return self.request_counts

@@ -16,7 +16,7 @@ import os
 import signal
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -99,6 +99,8 @@ class RunResult:
     out_dir: Path
     location: str = ""  # where the outputs went when not in out_dir (gs://bucket/prefix)
     cache: CacheStats | None = None  # what the HTTP cache did (``--cache``), if there was one
+    # Each proxy's health at the end (``ProxyPool.health``), for a workflow with proxies.
+    proxies: list[dict[str, object]] = field(default_factory=list)
 
     def where(self, path: str) -> str:
         """Where an output object (a path relative to the outputs) is, for people."""
@@ -185,9 +187,12 @@ async def run_embedded(
             on_progress=on_progress,
             progress_interval_s=progress_interval_s,
         )
+        pool = (await stages.contexts.get(store.execution_id)).proxy_pool
     finally:
         await store.close()
-    return RunResult(ended.execution, ended.progress, ended.export, out_dir, location)
+    result = RunResult(ended.execution, ended.progress, ended.export, out_dir, location)
+    result.proxies = pool.health() if pool is not None else []
+    return result
 
 
 async def _begin(

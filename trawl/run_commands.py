@@ -227,6 +227,8 @@ def print_summary(result: RunResult, elapsed_s: float, stream: TextIO | None = N
         console.print(duplicates, soft_wrap=True)
     if result.cache is not None:
         console.print(f"cache: {result.cache.describe()}", soft_wrap=True)
+    if result.proxies:
+        console.print("proxies: " + proxies_line(result.proxies), soft_wrap=True)
     if result.export is not None:
         records_file = result.where(result.export.export_path)
         console.print(f"records: {result.export.records} in {records_file}", soft_wrap=True)
@@ -385,3 +387,14 @@ async def preview(
     opened = open_fetchers(phase_only(workflow, phase_name), settings, cache=cache)
     async with opened as (fetchers, _robots):
         return await preview_page(workflow, url, phase_name, depth, fetchers)
+
+
+def proxies_line(health: list[dict[str, object]]) -> str:
+    """Each proxy's health in a run's summary: ``127.0.0.1:3128 ok 40 failed 1 banned 2``
+    (credentials never: proxies are named by host and port)."""
+    parts = []
+    for proxy in health:
+        counts = " ".join(f"{k} {proxy[k]}" for k in ("ok", "failed", "banned") if proxy.get(k))
+        resting = " (resting)" if proxy.get("resting") else ""
+        parts.append(f"{proxy['proxy']} {counts or 'unused'}{resting}")
+    return "; ".join(parts)

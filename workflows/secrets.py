@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-SECRET_REF = re.compile(r"\$\{secret:([A-Za-z_][A-Za-z0-9_]{0,127})\}")
+# A secret's name: what ${secret:NAME} may name and /v1/secrets/{name} may store.
+SECRET_NAME = "[A-Za-z_][A-Za-z0-9_]{0,127}"
+SECRET_REF = re.compile(r"\$\{secret:(" + SECRET_NAME + r")\}")
 
 
 class MissingSecretError(KeyError):

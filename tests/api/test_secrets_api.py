@@ -56,7 +56,7 @@ async def test_a_tenant_sets_lists_and_deletes_secrets_and_never_reads_a_value(
         assert values == {"API_TOKEN": "tok-a1b2c3"}
 
 
-async def test_bad_names_bodies_and_sizes_are_400s_and_the_count_is_capped(
+async def test_bad_names_are_400s_bad_bodies_and_sizes_422s_and_the_count_is_capped(
     tmp_path: Path,
 ) -> None:
     async with memory_api(tmp_path, limits=Limits(max_secrets=2, max_secret_bytes=16)) as api:
@@ -72,10 +72,10 @@ async def test_bad_names_bodies_and_sizes_are_400s_and_the_count_is_capped(
             "'9LIVES' is not a secret name: 1-128 letters, digits and _, not starting with a digit",
         )
         status, detail = await put("A", {"secret": "x"})
-        assert status == 400 and detail.startswith("invalid secret: ")
-        assert await put("A", {"value": ""}) == (400, "secret A: the value is empty")
+        assert status == 422 and detail.startswith("invalid secret: ")
+        assert await put("A", {"value": ""}) == (422, "secret A: the value is empty")
         assert await put("A", {"value": "x" * 17}) == (
-            400,
+            422,
             "secret A: the value has 17 bytes; this deployment allows at most 16 "
             "(TRAWL_SECRETS_MAX_VALUE_BYTES)",
         )

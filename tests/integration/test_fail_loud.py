@@ -30,7 +30,7 @@ from backends.ratelimit import RatePolicy
 from backends.redis import RedisRateLimiter
 from examples.aqua.generate import expected
 from tests.cluster import ROOT, TRAWL, Cluster, completed, wait_for_execution
-from tests.cluster_fixtures import deployment, shop
+from tests.cluster_fixtures import deployment, shop, without_run_fields
 from tests.services import free_port
 from tests.services.gcs import delete_bucket, gcs_emulator
 from tests.services.postgres import (
@@ -179,12 +179,7 @@ async def test_a_worker_without_its_bucket_waits_then_works(
 
     execution, _ = await wait_for_execution(cluster, execution_id, until=completed, deadline_s=180)
     assert execution.status == "completed", cluster.all_logs()
-    records = cluster.records(execution_id)
-    for record in records:
-        record.pop("execution_id")
-        record.pop("fetched_at")
-        record.pop("parent_url")
-    assert sorted(records, key=lambda r: r["url"]) == expected(site, base, "http")
+    assert without_run_fields(cluster.records(execution_id)) == expected(site, base, "http")
     status, body = await get_json(port, "/readyz")
     assert (status, body) == (
         200,
@@ -308,7 +303,7 @@ async def test_the_orchestrator_is_not_ready_without_its_bucket(cluster: Cluster
             503,
             {
                 "status": "unavailable",
-                "checked": ["postgres", "redis", "pubsub", "gcs"],
+                "checked": ["postgres", "redis", "pubsub", "gcs", "scheduler"],
                 "down": {"gcs": f"bucket '{bucket}' does not exist"},
             },
         )

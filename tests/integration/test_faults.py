@@ -160,6 +160,7 @@ def export_by_url(cluster: Cluster, execution_id: str) -> dict[str, dict[str, An
         record.pop("execution_id", None)
         record.pop("fetched_at", None)
         record.pop("parent_url", None)
+        assert len(record.pop("content_hash")) == 64, record["url"]  # the page's HTML's
         assert record["url"] not in by_url, f"{record['url']} exported twice"
         by_url[record["url"]] = record
     return by_url

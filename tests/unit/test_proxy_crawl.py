@@ -92,6 +92,9 @@ def test_trawl_run_goes_around_a_banned_proxy_with_credentials_from_a_secret(
         assert (banned.forwarded, banned.answered) == (0, Counter({403: 1}))
     captured = capsys.readouterr()
     assert "crawl completed" in captured.err
+    # The run's summary names each proxy by host and port with its health.
+    assert f"{banned.address} banned 1 (resting)" in captured.err
+    assert f"{login.address} ok {PAGES}" in captured.err
     [run] = [p for p in out.iterdir() if p.is_dir()]
     assert sorted(titles(out, run.name).values()) == sorted(f"Page {i}" for i in range(PAGES))
     summary = json.loads(next(run.rglob("summary.json")).read_text())
