@@ -23,6 +23,7 @@ from backends.fetcher import Fetcher
 from backends.queue import Delivery
 from backends.ratelimit import RateLimiter, RatePolicy
 from backends.state import TaskResult
+from backends.task import Task
 from nodes.chain import run_chain
 from nodes.page import Page
 from worker.context import ExecutionCache
@@ -144,14 +145,9 @@ class TaskProcessor:
             plan = await self._robots_stage(plan)
         # Before the permit: with every proxy resting the task goes back untried.
         plan = plan.through(await self._proxies.route(plan.ctx, task.url))
-        if await self._fetchers[plan.engine].stored(plan.request):
-            permit: Permit | Wait = NO_PERMIT  # a cache hit sends no request to the host
-        else:
-            with self._t.stage("politeness"):
-                permit = await self._politeness.acquire(task.execution_id, task.url, plan.policy)
-        if isinstance(permit, Wait):
-            raise HandBack(permit.retry_after_s)
-        async with permit:
+        # A cache hit sends no request to the host: no permit.
+        cached = await self._fetchers[plan.engine].stored(plan.request)
+        async with NO_PERMIT if cached else await self._permit(task, plan.policy):
             page = await self._fetch_and_nodes(plan)
         with self._t.stage("frontier", links=len(page.links)):
             funnel = await self._frontier.admit(plan.ctx, task, page.links)
@@ -164,13 +160,8 @@ class TaskProcessor:
         robots.txt's Sitemap: lines are taken. No record."""
         task, ctx = plan.task, plan.ctx
         if task.kind == "robots_sitemaps":
-            permit: Permit | Wait = NO_PERMIT
-            if self._robots.needs_fetch(task.url):
-                with self._t.stage("politeness"):
-                    permit = await self._politeness.acquire(task.execution_id, task.url, ctx.policy)
-            if isinstance(permit, Wait):
-                raise HandBack(permit.retry_after_s)
-            async with permit:
+            fetching = self._robots.needs_fetch(task.url)
+            async with await self._permit(task, ctx.policy) if fetching else NO_PERMIT:
                 with self._t.stage("robots"):
                     lines = await self._robots.sitemaps(task.url, ctx.workflow.fetch.user_agent)
             with self._t.stage("frontier", links=len(lines)):
@@ -179,11 +170,7 @@ class TaskProcessor:
             if ctx.workflow.politeness.respect_robots_txt:
                 plan = await self._robots_stage(plan)
             plan = plan.through(await self._proxies.route(ctx, task.url))
-            with self._t.stage("politeness"):
-                permit = await self._politeness.acquire(task.execution_id, task.url, plan.policy)
-            if isinstance(permit, Wait):
-                raise HandBack(permit.retry_after_s)
-            async with permit:
+            async with await self._permit(task, plan.policy):
                 with self._t.stage("fetch", engine=plan.engine):
                     document = await self._sitemaps.fetch(plan)
             with self._t.stage("sitemap"):
@@ -193,20 +180,21 @@ class TaskProcessor:
         )
         return Outcome(delivery, result)
 
+    async def _permit(self, task: Task, policy: RatePolicy) -> Permit:
+        """Leave to send one request to ``task``'s host under ``policy``; HandBack when it
+        is not due soon (the task goes back to the queue untried)."""
+        with self._t.stage("politeness"):
+            permit = await self._politeness.acquire(task.execution_id, task.url, policy)
+        if isinstance(permit, Wait):
+            raise HandBack(permit.retry_after_s)
+        return permit
+
     async def _robots_stage(self, plan: Plan) -> Plan:
         """Ask robots.txt once; the plan slowed to its Crawl-delay. Fetching it is a request
         to the host like any other: it waits for the same permits."""
         task, workflow = plan.task, plan.ctx.workflow
-        permit = NO_PERMIT
-        if self._robots.needs_fetch(task.url):
-            with self._t.stage("politeness"):
-                acquired = await self._politeness.acquire(
-                    task.execution_id, task.url, plan.ctx.policy
-                )
-            if isinstance(acquired, Wait):
-                raise HandBack(acquired.retry_after_s)
-            permit = acquired
-        async with permit:
+        fetching = self._robots.needs_fetch(task.url)
+        async with await self._permit(task, plan.ctx.policy) if fetching else NO_PERMIT:
             with self._t.stage("robots"):
                 verdict = await self._robots.verdict(task.url, workflow.fetch.user_agent)
         if not verdict.allowed:
