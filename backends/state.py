@@ -1,11 +1,12 @@
-"""The StateStore ports: the control plane's record, in eight roles.
+"""The StateStore ports: the control plane's record, in nine roles.
 
 ``WorkflowStore`` (workflows and their versions), ``ExecutionStore`` (executions and their
 status), ``KeyStore`` (API keys), ``TaskLedger`` (the task counters that decide completion,
 failures, leases), ``OutputStore`` (the manifest of output objects), ``WebhookOutbox``
 (the webhook call each ended execution owes, until it is delivered or given up),
-``SecretStore`` (tenants' secrets and executions' login sessions) and ``ScheduleStore``
-(schedules and the history of their fires). ``StateStore`` is all eight, which is what
+``SecretStore`` (tenants' secrets and executions' login sessions), ``ScheduleStore``
+(schedules and the history of their fires) and ``RetentionStore`` (deleting what ended
+executions no longer need). ``StateStore`` is all nine, which is what
 each backend implements; code takes the narrowest role it needs, so a backend for one role
 alone (a task ledger elsewhere, say) fits where only that role is used.
 
@@ -186,6 +187,21 @@ class Activity(_Record, frozen=True):
     frozen_at: datetime | None = None
 
 
+class Backlog(_Record, frozen=True):
+    """The work waiting across every running execution, as the ledger knows it exactly
+    (what the autoscaler and the dashboards read: orchestrator/metrics.py). ``queued``:
+    tasks registered, released into the queue and not finished (in Pub/Sub, or in a
+    worker's hands); ``held``: tasks registered but held back by their execution's queue
+    window (not in the queue yet); ``oldest_queued_at``: when the oldest queued task was
+    registered, released or last re-published by the reconciler (None when none is
+    queued)."""
+
+    running: int = 0
+    queued: int = 0
+    held: int = 0
+    oldest_queued_at: datetime | None = None
+
+
 class OutputObject(_Record, frozen=True):
     """One object an execution wrote to the BlobStore."""
 
@@ -330,6 +346,33 @@ class ScheduleFire(_Record, frozen=True):
     execution_id: str | None = None
     reason: str | None = None
     count: int = 1
+
+
+class PruneCounts(_Record, frozen=True):
+    """What a prune deleted (a dry run: would delete), by kind: the ended executions it
+    touched, their task rows, part-file entries of the output manifest, login sessions and
+    settled webhook calls, and claims that had long expired (see ``RetentionStore``)."""
+
+    executions: int = 0
+    tasks: int = 0
+    part_outputs: int = 0
+    sessions: int = 0
+    webhooks: int = 0
+    claims: int = 0
+
+    def __add__(self, other: PruneCounts) -> PruneCounts:
+        return PruneCounts(
+            **{name: getattr(self, name) + getattr(other, name) for name in self.__struct_fields__}
+        )
+
+    @property
+    def rows(self) -> int:
+        """Every row counted, executions aside (they are kept)."""
+        return self.tasks + self.part_outputs + self.sessions + self.webhooks + self.claims
+
+
+# Rows one prune statement deletes at most: each is a short transaction holding few locks.
+PRUNE_BATCH = 2000
 
 
 class _Closable(abc.ABC):  # noqa: B024 - a mixin of the role ports, no abstract method
@@ -573,6 +616,12 @@ class TaskLedger(_Closable):
     async def last_claimed(self, name: str) -> datetime | None:
         """When the named claim was last taken or renewed, or None."""
 
+    @abc.abstractmethod
+    async def backlog(self) -> Backlog:
+        """The backlog of the executions whose status is running (``Backlog``): how many
+        there are, their queued and held tasks, and when the oldest queued one was
+        registered. A cheap read, made every few seconds by one orchestrator."""
+
 
 class OutputStore(_Closable):
     """The manifest of an execution's output objects."""
@@ -726,6 +775,50 @@ class ScheduleStore(_Closable):
         """The schedule's history, newest first."""
 
 
+class RetentionStore(_Closable):
+    """Row retention (docs/operations.md, "Retention"): what an execution that ended long
+    ago no longer needs. Its task rows (one per URL, the bulk of the store: they make a
+    finish count once and let the reconciler publish a lost task again), the part-file
+    entries of its output manifest (the bucket deletes part files after 30 days), its login
+    session (cookies) and its webhook call once delivered or given up. Kept: the execution,
+    its counters and counts, failures, warning examples and export entries, which every
+    report and the export pointers read. Besides, claims that expired long ago.
+
+    An execution is pruned only once it has ended before the cutoff, and a cancelled one
+    only once its cancel has settled (counters frozen, export written). Pruning freezes the
+    counters of the others first, so a task delivered again after its row is gone cannot
+    count a second time. Deletes go in statements of at most ``batch`` rows that skip rows
+    another pruner holds: several processes may prune at once."""
+
+    @abc.abstractmethod
+    async def prunable_executions(
+        self, *, ended_before: datetime, after: str = "", limit: int = 100
+    ) -> list[str]:
+        """Ids above ``after``, in id order, of up to ``limit`` executions that ended before
+        ``ended_before`` and still have rows to prune."""
+
+    @abc.abstractmethod
+    async def prune_execution(
+        self,
+        execution_id: str,
+        *,
+        ended_before: datetime,
+        batch: int = PRUNE_BATCH,
+        dry_run: bool = False,
+    ) -> PruneCounts:
+        """Delete what the execution no longer needs (``dry_run``: count it, change nothing);
+        ``executions`` is 1 when there was something, else the counts are all 0 (nothing
+        left, or the execution is not prunable: running, ended since ``ended_before``, a
+        cancel not settled, unknown)."""
+
+    @abc.abstractmethod
+    async def prune_claims(
+        self, *, expired_before: datetime, batch: int = PRUNE_BATCH, dry_run: bool = False
+    ) -> int:
+        """Delete the claims whose expiry is before ``expired_before`` (``dry_run``: count
+        them); how many."""
+
+
 class StateStore(
     WorkflowStore,
     ExecutionStore,
@@ -735,6 +828,7 @@ class StateStore(
     WebhookOutbox,
     SecretStore,
     ScheduleStore,
+    RetentionStore,
 ):
     """Every role at once: the control plane's record as one backend (Postgres, memory or
     SQLite) keeps it. Code that needs one role takes that role's port."""

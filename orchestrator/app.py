@@ -21,9 +21,11 @@ from orchestrator.executions_api import (
 from orchestrator.exports_api import ExportsController
 from orchestrator.health_api import healthz, readyz
 from orchestrator.keys_api import KeysController
+from orchestrator.metrics import metrics_lifespan
 from orchestrator.objects_api import ObjectsController
 from orchestrator.openapi import refine
 from orchestrator.preview_api import PreviewController
+from orchestrator.retention import retention_lifespan
 from orchestrator.scheduler import scheduler_lifespan
 from orchestrator.schedules_api import SchedulesController, refine_schedules
 from orchestrator.secrets_api import SecretsController, on_secrets_missing
@@ -70,7 +72,11 @@ def create_app(services: Services) -> Litestar:
             "tenant": Provide(tenant),
         },
         exception_handlers={**HANDLERS, SecretsMissing: on_secrets_missing},
-        lifespan=[scheduler_lifespan(services)],
+        lifespan=[
+            scheduler_lifespan(services),
+            retention_lifespan(services),
+            metrics_lifespan(services),
+        ],
         request_max_body_size=services.limits.max_request_bytes,
         openapi_config=OpenAPIConfig(
             title="Trawl orchestrator",

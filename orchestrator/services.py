@@ -55,6 +55,12 @@ class Limits:
     scheduler_tick_s: float = 0.0
     max_schedules: int = 100
     schedule_min_interval_s: float = 60.0
+    # The backlog metrics (orchestrator/metrics.py): read every this many seconds by the
+    # orchestrator holding the metrics claim (0: not in this process).
+    metrics_interval_s: float = 0.0
+    # Row retention (docs/operations.md, "Retention"): an hourly job prunes what executions
+    # that ended more than this many days ago no longer need (0: no job in this process).
+    retention_days: int = 0
 
 
 @dataclass(slots=True)

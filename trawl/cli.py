@@ -27,6 +27,7 @@ from trawl.cli_common import (
     start_url_warnings,
 )
 from trawl.dist_commands import add_distributed
+from trawl.prune_commands import add_prune
 from trawl.run_commands import add_preview, add_run
 from trawl.schedule_commands import add_schedules
 from trawl.secrets_commands import add_secrets
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributed(commands)
     add_secrets(commands)
     add_schedules(commands)
+    add_prune(commands)
     return parser
 
 

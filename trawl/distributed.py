@@ -70,6 +70,7 @@ async def open_state(settings: Settings) -> AsyncIterator[StateStore]:
         settings.database_url,
         max_size=settings.database_pool_size,
         cipher=SecretCipher.from_setting(settings.secrets_key),  # secrets sealed at rest
+        counter_shards=settings.counter_shards,  # this process's one among them, at random
     )
     try:
         yield state

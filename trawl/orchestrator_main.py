@@ -59,6 +59,8 @@ def services_for(settings: Settings, ports: Ports) -> Services:
             scheduler_tick_s=settings.scheduler_tick_s if settings.scheduler else 0.0,
             max_schedules=settings.max_schedules,
             schedule_min_interval_s=settings.schedule_min_interval_s,
+            metrics_interval_s=settings.metrics_interval_s,
+            retention_days=settings.retention_days,
         ),
         checks=readiness_checks(ports, "orchestrator"),
         webhook_secret=settings.webhook_secret,

@@ -12,6 +12,10 @@ from dotenv import dotenv_values
 from backends.ratelimit import RatePolicy
 from workflows.ceilings import Ceilings
 
+# backends/postgres/counters.py's MAX_COUNTER_SHARDS (checked by tests/unit/
+# test_counter_settings.py), not imported: it would load the Postgres driver for every command.
+MAX_COUNTER_SHARDS = 64
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every setting, read from ``TRAWL_<NAME>`` (``PORT`` for ``port``)."""
@@ -58,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admissions_at_once: int = 1  # workflow checks (parse, validate) per tenant at once
     reconcile_after_s: float = 300.0  # no progress this long: re-publish lost tasks
     stall_after_s: float = 180.0  # no task finished this long: the execution shows as stalled
+    # The backlog metrics (docs/operations.md, "Autoscaling"): how often the orchestrator
+    # that holds the metrics claim reads the queued and held tasks and the stalled executions
+    # for OpenTelemetry (0: never; they are read only while an OTLP endpoint is configured).
+    metrics_interval_s: float = 15.0
 
     # What any one workflow may ask for on this deployment (workflows/ceilings.py); the
     # orchestrator refuses more with a 422. `trawl run` ignores them.
@@ -81,6 +89,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # rest wait in Postgres until finishes make room); 0 turns the window off. Fixed per
     # execution when it starts.
     queue_window: int = 1000
+    # The shard rows each execution's task counters are spread over in Postgres, so that
+    # workers finishing tasks of one execution do not wait for each other (each process
+    # writes one, picked at random; docs/distributed.md, "Counters"). 1: the execution's
+    # single row, locked by every write, as versions before migration 0011 keep it; run
+    # that while workers of such a version are about (docs/operations.md). At most 64.
+    counter_shards: int = 16
     # Webhooks (docs/webhooks.md): the deployment's secret, from which each tenant's signing
     # secret is derived (unset: the orchestrator refuses webhooks), and how many attempts a
     # call gets (waiting 1 s, 2 s, 4 s... between them) before it has failed.
@@ -105,6 +119,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     scheduler_tick_s: float = 5.0
     max_schedules: int = 100
     schedule_min_interval_s: float = 60.0
+    # Row retention (docs/operations.md, "Retention"): what an execution that ended this
+    # many days ago no longer needs in Postgres (its task rows above all) is deleted by the
+    # orchestrator's hourly job and by `trawl prune`; 0 keeps everything.
+    retention_days: int = 90
 
     def host_policy(self) -> RatePolicy | None:
         """The deployment-wide per-host limit, or None when there is none."""
@@ -134,9 +152,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         from backends.secret_cipher import SecretCipher  # a bad key fails here too
 
         SecretCipher.from_setting(self.secrets_key)
+        if not 1 <= self.counter_shards <= MAX_COUNTER_SHARDS:
+            raise ValueError(
+                f"TRAWL_COUNTER_SHARDS must be between 1 (one row per execution) and "
+                f"{MAX_COUNTER_SHARDS}, not {self.counter_shards}"
+            )
+        if self.retention_days < 0:
+            raise ValueError(
+                "TRAWL_RETENTION_DAYS must be 0 (keep everything) or a number of days, "
+                f"not {self.retention_days}"
+            )
         if self.scheduler and self.scheduler_tick_s <= 0:
             raise ValueError(
                 "TRAWL_SCHEDULER_TICK_S must be above 0 (TRAWL_SCHEDULER=0 turns the scheduler off)"
+            )
+        if self.metrics_interval_s != 0 and not 1 <= self.metrics_interval_s <= 3600:
+            raise ValueError(
+                "TRAWL_METRICS_INTERVAL_S must be 0 (no backlog metrics) or 1 to 3600 seconds, "
+                f"not {self.metrics_interval_s:g}"
             )
 
     def chromium(self) -> str | None:

@@ -289,6 +289,8 @@ class TaskProcessor:
         if not self._t.measuring:
             return
         attributes = {"trawl.outcome": result.outcome, "trawl.phase": result.phase}
+        if result.error_class:  # a bounded set (worker/endings.py): the dashboards group by it
+            attributes["error.type"] = result.error_class
         self._t.pages.add(1, attributes)
         if result.records:
             self._t.records.add(result.records, {"trawl.phase": result.phase})

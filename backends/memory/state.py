@@ -19,9 +19,11 @@ from backends.errors import InvalidInputError
 from backends.memory.schedules import MemorySchedules
 from backends.state import (
     MAX_WARNING_EXAMPLES,
+    PRUNE_BATCH,
     TERMINAL_STATUSES,
     Activity,
     ApiKey,
+    Backlog,
     Execution,
     ExecutionStatus,
     Failure,
@@ -29,6 +31,7 @@ from backends.state import (
     LoginSession,
     OutputObject,
     Progress,
+    PruneCounts,
     Registered,
     SecretInfo,
     StateStore,
@@ -73,6 +76,7 @@ class _Tasks:
     last_finished_at: datetime | None = None
     last_leased_at: datetime | None = None
     frozen_at: datetime | None = None
+    pruned: int = 0  # keys whose entries retention deleted: still published
     # (kind, phase, field) -> [count, example URLs up to MAX_WARNING_EXAMPLES]
     warning_examples: dict[tuple[str, str, str], tuple[list[int], list[str]]] = field(
         default_factory=dict
@@ -375,7 +379,7 @@ class MemoryStateStore(MemorySchedules, StateStore):
             return Progress()
         # Copies: the caller must not see (or change) later counts.
         return Progress(
-            published=len(tasks.finished_keys),
+            published=len(tasks.finished_keys) + tasks.pruned,
             finished=tasks.finished,
             by_outcome=dict(tasks.by_outcome),
             by_phase={phase: dict(c) for phase, c in tasks.by_phase.items()},
@@ -499,6 +503,24 @@ class MemoryStateStore(MemorySchedules, StateStore):
         held = self._claims.get(name)
         return None if held is None else held[1]
 
+    async def backlog(self) -> Backlog:
+        running = [e.id for e in self._executions.values() if e.status == "running"]
+        queued = held = 0
+        oldest: datetime | None = None
+        for execution_id in running:
+            tasks = self._tasks.get(execution_id)
+            if tasks is None:
+                continue
+            held += len(tasks.held)
+            for key, finished in tasks.finished_keys.items():
+                if finished or key in tasks.held:
+                    continue
+                queued += 1
+                at = tasks.registered_at.get(key)
+                if at is not None and (oldest is None or at < oldest):
+                    oldest = at
+        return Backlog(running=len(running), queued=queued, held=held, oldest_queued_at=oldest)
+
     # -- outputs
 
     async def add_output(self, execution_id: str, output: OutputObject) -> None:
@@ -570,6 +592,88 @@ class MemoryStateStore(MemorySchedules, StateStore):
 
     async def get_webhook(self, execution_id: str) -> WebhookDelivery | None:
         return self._webhooks.get(execution_id)
+
+    # -- retention
+
+    def _prunable(self, execution_id: str, ended_before: datetime) -> bool:
+        """Ended before the cutoff, and a cancel (if it was one) settled."""
+        execution = self._executions.get(execution_id)
+        if execution is None or execution.status not in TERMINAL_STATUSES:
+            return False
+        if execution.finished_at is None or execution.finished_at >= ended_before:
+            return False
+        tasks = self._tasks.get(execution_id)
+        return execution.status != "cancelled" or (
+            tasks is not None and tasks.frozen_at is not None
+        )
+
+    def _prune_counts(self, execution_id: str) -> PruneCounts:
+        tasks = self._tasks.get(execution_id)
+        webhook = self._webhooks.get(execution_id)
+        counts = PruneCounts(
+            tasks=len(tasks.finished_keys) if tasks is not None else 0,
+            part_outputs=sum(o.kind == "part" for o in tasks.outputs.values()) if tasks else 0,
+            sessions=int(execution_id in self._sessions),
+            webhooks=int(webhook is not None and webhook.status != "pending"),
+        )
+        return counts + PruneCounts(executions=1) if counts.rows else PruneCounts()
+
+    async def prunable_executions(
+        self, *, ended_before: datetime, after: str = "", limit: int = 100
+    ) -> list[str]:
+        found = (
+            execution_id
+            for execution_id in sorted(self._executions)
+            if execution_id > after
+            and self._prunable(execution_id, ended_before)
+            and self._prune_counts(execution_id).rows
+        )
+        return list(itertools.islice(found, max(limit, 0)))
+
+    async def prune_execution(
+        self,
+        execution_id: str,
+        *,
+        ended_before: datetime,
+        batch: int = PRUNE_BATCH,
+        dry_run: bool = False,
+    ) -> PruneCounts:
+        if batch <= 0:
+            raise InvalidInputError(f"a prune batch must be at least 1 row, not {batch}")
+        if not self._prunable(execution_id, ended_before):
+            return PruneCounts()
+        counts = self._prune_counts(execution_id)
+        if not dry_run:
+            await self._prune_now(execution_id)
+        return counts
+
+    async def _prune_now(self, execution_id: str) -> None:
+        """Delete what retention deletes of the execution, which has ended."""
+        await self.freeze(execution_id)  # a late finish must not count again
+        tasks = self._tasks.get(execution_id)
+        if tasks is not None:
+            tasks.pruned += len(tasks.finished_keys)
+            tasks.finished_keys.clear()
+            tasks.payloads.clear()
+            tasks.registered_at.clear()
+            tasks.leased_until.clear()
+            tasks.held.clear()
+            tasks.outputs = {p: o for p, o in tasks.outputs.items() if o.kind != "part"}
+        self._sessions.pop(execution_id, None)
+        webhook = self._webhooks.get(execution_id)
+        if webhook is not None and webhook.status != "pending":
+            del self._webhooks[execution_id]
+
+    async def prune_claims(
+        self, *, expired_before: datetime, batch: int = PRUNE_BATCH, dry_run: bool = False
+    ) -> int:
+        if batch <= 0:
+            raise InvalidInputError(f"a prune batch must be at least 1 row, not {batch}")
+        expired = [name for name, (_, _, until) in self._claims.items() if until < expired_before]
+        if not dry_run:
+            for name in expired:
+                del self._claims[name]
+        return len(expired)
 
     # -- secrets and login sessions (never journaled: see backends/sqlite/state.py)
 

@@ -7,32 +7,44 @@ worker whose turn the sweep is, or by a command.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from backends.postgres import counters
+from backends.postgres.counters import CounterTarget
 from backends.state import Activity
 
 if TYPE_CHECKING:
     from backends.postgres.pool import Connection
 
-# Locks the counters row first, as every writer of tasks does, so leases cannot deadlock
-# with a finish (which locks the counters row, then task rows).
-_LOCK = "SELECT 1 FROM task_counters WHERE execution_id = $1 FOR UPDATE"
 
-_LEASE = """
-WITH leased AS (
-    UPDATE tasks SET leased_until = $3
+@functools.cache
+def _lease_sql(target: CounterTarget) -> str:
+    """Leases the unfinished keys of $2 until $3, their rows locked in key-hash order as
+    every writer of tasks locks them (so a lease and a finish cannot deadlock), and stamps
+    the target's ``last_leased_at`` with $4."""
+    return f"""
+WITH held AS (
+    SELECT key_hash FROM tasks
     WHERE execution_id = $1 AND outcome IS NULL
-      AND key_hash IN (SELECT sha256(convert_to(k, 'UTF8')) FROM unnest($2::text[]) AS k)
+      AND key_hash = ANY(ARRAY(SELECT sha256(convert_to(k, 'UTF8')) FROM unnest($2::text[]) AS k))
+    ORDER BY key_hash
+    FOR UPDATE
+),
+leased AS (
+    UPDATE tasks t SET leased_until = $3
+    WHERE t.execution_id = $1 AND t.key_hash = ANY(ARRAY(SELECT key_hash FROM held))
     RETURNING 1
 ),
-stamped AS (
-    UPDATE task_counters SET last_leased_at = $4
-    WHERE execution_id = $1 AND EXISTS (SELECT 1 FROM leased)
-)
+deltas AS (
+    SELECT count(*) > 0 AS changed, $4::timestamptz AS last_leased_at FROM leased
+),
+stamped AS ({target.bump((), ("last_leased_at",))})
 SELECT count(*) FROM leased
 """
+
 
 LIVE_LEASES = """
 SELECT count(*) FROM tasks
@@ -54,12 +66,11 @@ FROM stale WHERE t.execution_id = $1 AND t.key_hash = stale.key_hash
 RETURNING t.task
 """
 
-ACTIVITY = """
-SELECT last_finished_at, last_leased_at, frozen_at FROM task_counters WHERE execution_id = $1
-"""
-
-# One statement: it takes the counters row lock, so it waits for a finish in progress and
-# every later finish sees frozen_at.
+# One statement: it takes the execution's counters row lock, so it waits for a write that
+# holds it (a bounded registration, a release, a write of the one-row mode, a process's
+# first write to a shard: counters.enter_shard), and every later one sees frozen_at. On its
+# own it is enough for an execution nobody writes to any more (retention's): writers read
+# this row too. ``freeze`` then freezes the shard rows (FREEZE_SHARDS).
 FREEZE = """
 INSERT INTO task_counters AS c (execution_id, frozen_at)
 SELECT $1, $2 WHERE EXISTS (
@@ -74,10 +85,33 @@ WHERE c.frozen_at IS NULL AND EXISTS (
 RETURNING 1
 """
 
+# Every shard row locked FOR UPDATE, which waits for each write holding one (its KEY SHARE
+# lock, see counters.enter_shard), then frozen. A statement of its own, after FREEZE: it
+# sees every shard row, one a writer was creating before FREEZE got its lock included.
+FREEZE_SHARDS = """
+WITH locked AS (
+    SELECT shard FROM task_counter_shards WHERE execution_id = $1 ORDER BY shard FOR UPDATE
+)
+UPDATE task_counter_shards s SET frozen_at = $2
+FROM locked WHERE s.execution_id = $1 AND s.shard = locked.shard AND s.frozen_at IS NULL
+"""
+
+# Running executions with unfinished tasks and no finish since $1 (their counters summed
+# over their row and shards), and cancelled ones whose counters are not frozen yet.
 SWEEP_CANDIDATES = """
 SELECT id FROM (
     SELECT e.id, e.created_at FROM executions e
-    JOIN task_counters c ON c.execution_id = e.id
+    CROSS JOIN LATERAL (
+        SELECT sum(u.published) AS published, sum(u.finished) AS finished,
+            max(u.last_finished_at) AS last_finished_at
+        FROM (
+            SELECT published, finished, last_finished_at FROM task_counters
+            WHERE execution_id = e.id
+            UNION ALL
+            SELECT published, finished, last_finished_at FROM task_counter_shards
+            WHERE execution_id = e.id
+        ) AS u
+    ) AS c
     WHERE e.status = 'running' AND c.finished < c.published
       AND coalesce(c.last_finished_at, e.started_at, e.created_at) < $1
     UNION ALL
@@ -101,15 +135,35 @@ LAST_CLAIMED = "SELECT claimed_at FROM claims WHERE name = $1"
 
 
 async def lease(
-    conn: Connection, execution_id: str, keys: Sequence[str], until: datetime, at: datetime
+    conn: Connection,
+    target: CounterTarget,
+    execution_id: str,
+    keys: Sequence[str],
+    *,
+    until: datetime,
+    at: datetime,
 ) -> int:
-    async with conn.transaction():
-        if await conn.fetchval(_LOCK, execution_id) is None:
-            return 0  # no task was ever added to it
-        leased: int = await conn.fetchval(_LEASE, execution_id, list(keys), until, at)
+    leased: int
+    if target.single:
+        async with conn.transaction():
+            # Created if missing: shard writers may have registered the execution's tasks.
+            await counters.lock_central(conn, execution_id)
+            leased = await conn.fetchval(_lease_sql(target), execution_id, list(keys), until, at)
+        return leased
+    leased = await conn.fetchval(_lease_sql(target), execution_id, list(keys), until, at)
     return leased
 
 
 async def activity(conn: Connection, execution_id: str) -> Activity:
-    row = await conn.fetchrow(ACTIVITY, execution_id)
-    return Activity() if row is None else Activity(**dict(row))
+    return await counters.activity(conn, execution_id)
+
+
+async def freeze(conn: Connection, execution_id: str, at: datetime) -> bool:
+    """Freeze the counters of an ended execution (``TaskLedger.freeze``); True if this call
+    froze them. Once it returns nothing counts for the execution any more: writes that were
+    in progress have committed (FREEZE_SHARDS waited for them), later ones find it frozen."""
+    async with conn.transaction():
+        if await conn.fetchval(FREEZE, execution_id, at) is None:
+            return False
+        await conn.execute(FREEZE_SHARDS, execution_id, at)
+    return True

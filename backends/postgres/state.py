@@ -20,14 +20,25 @@ import msgspec
 
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
-from backends.postgres import reconcile, secrets, tasks, warning_examples, webhooks
+from backends.postgres import (
+    backlog,
+    reconcile,
+    retention,
+    secrets,
+    tasks,
+    warning_examples,
+    webhooks,
+)
+from backends.postgres.counters import DEFAULT_COUNTER_SHARDS, CounterTarget
 from backends.postgres.pool import PostgresPool
 from backends.postgres.schedules import PostgresSchedules
 from backends.secret_cipher import SecretCipher
 from backends.state import (
+    PRUNE_BATCH,
     TERMINAL_STATUSES,
     Activity,
     ApiKey,
+    Backlog,
     Execution,
     ExecutionStatus,
     Failure,
@@ -35,6 +46,7 @@ from backends.state import (
     LoginSession,
     OutputObject,
     Progress,
+    PruneCounts,
     Registered,
     SecretInfo,
     StateStore,
@@ -104,10 +116,16 @@ class PostgresStateStore(PostgresSchedules, StateStore):
         *,
         clock: Clock | None = None,
         cipher: SecretCipher | None = None,
+        counter_shards: int = DEFAULT_COUNTER_SHARDS,
+        counter_shard: int | None = None,
     ) -> None:
         self.pool = pool
         self._clock = clock or SystemClock()
         self._cipher = cipher  # seals secrets and sessions at rest; None: stored plainly
+        # Where this store's task counts add up: one shard of each execution's counters,
+        # picked at random unless given (1: the execution's one row; backends/postgres/
+        # counters.py).
+        self.counters = CounterTarget.pick(counter_shards, counter_shard)
 
     @classmethod
     async def from_url(
@@ -119,14 +137,24 @@ class PostgresStateStore(PostgresSchedules, StateStore):
         clock: Clock | None = None,
         retry_deadline_s: float = 10.0,
         cipher: SecretCipher | None = None,
+        counter_shards: int = DEFAULT_COUNTER_SHARDS,
+        counter_shard: int | None = None,
     ) -> PostgresStateStore:
         """Connect to ``dsn`` (normally PgBouncer's address); RetryableError naming the
         host and port if it does not answer within ``retry_deadline_s``. ``cipher`` seals
-        secrets and login sessions (``backends.secret_cipher``)."""
+        secrets and login sessions (``backends.secret_cipher``); ``counter_shards`` is
+        TRAWL_COUNTER_SHARDS, ``counter_shard`` this store's among them (default: random)."""
+        target = CounterTarget.pick(counter_shards, counter_shard)  # bad values fail first
         pool = await PostgresPool.connect(
             dsn, min_size=min_size, max_size=max_size, retry_deadline_s=retry_deadline_s
         )
-        return cls(pool, clock=clock, cipher=cipher)
+        return cls(
+            pool,
+            clock=clock,
+            cipher=cipher,
+            counter_shards=counter_shards,
+            counter_shard=target.shard,
+        )
 
     async def close(self) -> None:
         await self.pool.close()
@@ -317,7 +345,14 @@ class PostgresStateStore(PostgresSchedules, StateStore):
 
         async def op(conn: Connection) -> Registered:
             return await tasks.add(
-                conn, execution_id, keys, max_total, payloads=payloads, at=at, window=window
+                conn,
+                self.counters,
+                execution_id,
+                keys,
+                max_total,
+                payloads=payloads,
+                at=at,
+                window=window,
             )
 
         # Idempotent: a second run hands back the same keys to publish, registered and
@@ -338,7 +373,7 @@ class PostgresStateStore(PostgresSchedules, StateStore):
             return 0
 
         async def op(conn: Connection) -> int:
-            return await tasks.remove(conn, execution_id, keys)
+            return await tasks.remove(conn, self.counters, execution_id, keys)
 
         return await self.pool.run(op, idempotent=True)
 
@@ -348,9 +383,7 @@ class PostgresStateStore(PostgresSchedules, StateStore):
         at = self._clock.wall()
 
         async def op(conn: Connection) -> int:
-            if not any(r.warning_fields for r in results):
-                return await tasks.finish(conn, execution_id, results, at)
-            return await _finish_with_examples(conn, execution_id, results, at)
+            return await tasks.finish(conn, self.counters, execution_id, results, at)
 
         # Idempotent for the counters (only a first finish counts); a second run after a
         # lost commit reports 0 counted, which no caller relies on.
@@ -399,7 +432,9 @@ class PostgresStateStore(PostgresSchedules, StateStore):
         at = self._clock.wall()
 
         async def op(conn: Connection) -> int:
-            return await reconcile.lease(conn, execution_id, keys, until, at)
+            return await reconcile.lease(
+                conn, self.counters, execution_id, keys, until=until, at=at
+            )
 
         return await self.pool.run(op, idempotent=True)
 
@@ -430,10 +465,10 @@ class PostgresStateStore(PostgresSchedules, StateStore):
     async def freeze(self, execution_id: str) -> bool:
         now = self._clock.wall()
 
-        async def op(conn: Connection) -> Any:
-            return await conn.fetchval(reconcile.FREEZE, execution_id, now)
+        async def op(conn: Connection) -> bool:
+            return await reconcile.freeze(conn, execution_id, now)
 
-        return await self.pool.run(op, idempotent=False) is not None
+        return await self.pool.run(op, idempotent=False)
 
     async def sweep_candidates(self, *, stalled_before: datetime, limit: int = 100) -> list[str]:
         rows = await self._fetch(reconcile.SWEEP_CANDIDATES, stalled_before, limit)
@@ -453,6 +488,20 @@ class PostgresStateStore(PostgresSchedules, StateStore):
         row = await self._fetchrow(reconcile.LAST_CLAIMED, name)
         claimed: datetime | None = None if row is None else row["claimed_at"]
         return claimed
+
+    async def backlog(self) -> Backlog:
+        rows = await self.pool.run(backlog.queued, idempotent=True)
+        held = 0
+        for execution_id, queued, _ in rows:
+            progress = await self.progress(execution_id)
+            held += max(progress.published - progress.finished - queued, 0)
+        oldest = [at for _, _, at in rows if at is not None]
+        return Backlog(
+            running=len(rows),
+            queued=sum(queued for _, queued, _ in rows),
+            held=held,
+            oldest_queued_at=min(oldest, default=None),
+        )
 
     # -- outputs
 
@@ -575,6 +624,39 @@ class PostgresStateStore(PostgresSchedules, StateStore):
         row = await self._fetchrow(secrets.GET_SESSION, execution_id)
         return None if row is None else secrets.session_of(self._cipher, execution_id, row["body"])
 
+    # -- retention (backends/postgres/retention.py)
+
+    async def prunable_executions(
+        self, *, ended_before: datetime, after: str = "", limit: int = 100
+    ) -> list[str]:
+        return await retention.prunable(
+            self.pool, ended_before=ended_before, after=after, limit=limit
+        )
+
+    async def prune_execution(
+        self,
+        execution_id: str,
+        *,
+        ended_before: datetime,
+        batch: int = PRUNE_BATCH,
+        dry_run: bool = False,
+    ) -> PruneCounts:
+        return await retention.prune_execution(
+            self.pool,
+            execution_id,
+            ended_before=ended_before,
+            freeze=lambda: self.freeze(execution_id),
+            batch=batch,
+            dry_run=dry_run,
+        )
+
+    async def prune_claims(
+        self, *, expired_before: datetime, batch: int = PRUNE_BATCH, dry_run: bool = False
+    ) -> int:
+        return await retention.prune_claims(
+            self.pool, expired_before=expired_before, batch=batch, dry_run=dry_run
+        )
+
     # -- single statements
 
     async def _fetch(self, query: str, *args: object) -> list[dict[str, Any]]:
@@ -599,22 +681,3 @@ def _execution(row: dict[str, Any]) -> Execution:
 
 
 FAILURES_PAGE = 1000  # failures read per query by iter_failures
-
-
-async def _finish_with_examples(
-    conn: Connection, execution_id: str, results: Sequence[TaskResult], at: datetime
-) -> int:
-    """``tasks.finish`` plus the warning examples of the results that counted: the keys
-    unfinished before it (read under the counters lock), each key's first result."""
-    async with conn.transaction():
-        await conn.execute(warning_examples.LOCK, execution_id)
-        fresh = await warning_examples.unfinished(conn, execution_id, [r.key for r in results])
-        counted = await tasks.finish(conn, execution_id, results, at)
-        if counted:
-            firsts: dict[str, TaskResult] = {}
-            for result in results:
-                if result.key in fresh:
-                    firsts.setdefault(result.key, result)
-            examples = warning_examples.summarize(list(firsts.values()))
-            await warning_examples.record(conn, execution_id, examples)
-    return counted

@@ -21,7 +21,7 @@ from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from backends.errors import InvalidInputError, RetryableError
@@ -29,8 +29,10 @@ from backends.errors import InvalidInputError, RetryableError
 DEFAULT_PREFIX = "trawl:"
 
 # Errors that mean "Redis is not answering right now"; anything else is a bug and surfaces.
-# ReadOnlyError: a failover left us talking to a replica for a moment.
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+# ReadOnlyError: a failover left us talking to a replica for a moment. OutOfMemoryError: a
+# full Redis that may not evict (noeviction): an outage until it is resized, not a reason to
+# fail the page whose links could not be claimed.
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, OSError)
 _PREFIX_RE = re.compile(r"[^\s*?\[\]]*")
 
 

@@ -10,7 +10,8 @@ claims, freezing a cancelled execution's counters, the webhook outbox, which ``t
 never sends from) stays in memory: a resumed execution starts unfrozen. So do secrets and
 login sessions, which must never reach the file: ``trawl run --resume`` takes the secrets
 from the environment again, and logs in again. Schedules too: only the orchestrator runs
-them, and ``trawl run`` has none.
+them, and ``trawl run`` has none. A prune (``RetentionStore``) is journaled, so a reopened
+store does not bring the pruned task entries back; the file itself does not shrink.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import msgspec
 from backends.clock import Clock, SystemClock
 from backends.memory.state import MemoryStateStore
 from backends.sqlite.db import SqliteDb
-from backends.state import Execution, ExecutionStatus, OutputObject, Registered, TaskResult
+from backends.state import (
+    PRUNE_BATCH,
+    Execution,
+    ExecutionStatus,
+    OutputObject,
+    PruneCounts,
+    Registered,
+    TaskResult,
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -41,6 +50,7 @@ _EVENT_TYPES: dict[str, Any] = {
     "remove_tasks": tuple[str, list[str]],
     "finish_tasks": tuple[str, list[TaskResult]],
     "add_output": tuple[str, OutputObject],
+    "prune_execution": tuple[str],
 }
 _DECODERS = {kind: msgspec.json.Decoder(t) for kind, t in _EVENT_TYPES.items()}
 _INSERT = "INSERT INTO events (kind, at, body) VALUES (?, ?, ?)"
@@ -93,6 +103,7 @@ class SqliteStateStore(MemoryStateStore):
             "remove_tasks": lambda a: self.remove_tasks(*a),
             "finish_tasks": lambda a: self.finish_tasks(*a),
             "add_output": lambda a: self.add_output(*a),
+            "prune_execution": lambda a: self._prune_now(*a),
         }
         self._replaying = True
         try:
@@ -214,6 +225,27 @@ class SqliteStateStore(MemoryStateStore):
     async def add_output(self, execution_id: str, output: OutputObject) -> None:
         await super().add_output(execution_id, output)
         self._log("add_output", (execution_id, output))
+
+    # -- retention: journaled, so a reopened store does not bring the rows back
+
+    async def prune_execution(
+        self,
+        execution_id: str,
+        *,
+        ended_before: datetime,
+        batch: int = PRUNE_BATCH,
+        dry_run: bool = False,
+    ) -> PruneCounts:
+        counts = await super().prune_execution(
+            execution_id, ended_before=ended_before, batch=batch, dry_run=dry_run
+        )
+        if counts.executions and not dry_run:
+            self._log("prune_execution", (execution_id,))
+        return counts
+
+    async def _prune_now(self, execution_id: str) -> None:
+        await super()._prune_now(execution_id)
+        self._finished.pop(execution_id, None)
 
     async def close(self) -> None:
         self._db.flush()

@@ -175,6 +175,55 @@ async def test_concurrent_duplicate_finishes_count_once(state_env: Env[StateStor
     assert (progress.finished, progress.records) == (50, 50)
 
 
+async def test_racing_finishes_with_different_outcomes_count_one_outcome_per_key(
+    state_env: Env[StateStore],
+) -> None:
+    """Several writers finish the same keys at once, each batch in its own order and with
+    its own outcome (a shuffled redelivery): every key counts once, under one outcome, and
+    every count agrees with that."""
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    keys = [f"k{i:03}" for i in range(120)]
+    await store.add_tasks("ex-1", keys)
+    batches = [
+        [result(k) for k in keys],
+        [result(k, "failed", error_class="timeout") for k in reversed(keys)],
+        [result(k, "filtered") for k in keys[60:] + keys[:60]],
+        [result(k, "failed", error_class="http_500") for k in keys[::2] + keys[1::2]],
+    ]
+    counted = await asyncio.gather(*(store.finish_tasks("ex-1", b) for b in batches))
+    progress = await store.progress("ex-1")
+    assert sum(counted) == progress.finished == progress.published == 120
+    assert sum(progress.by_outcome.values()) == 120
+    assert progress.records == progress.by_outcome.get("succeeded", 0)
+    assert sum(progress.failures_by_class.values()) == progress.by_outcome.get("failed", 0)
+    assert len(await store.failures("ex-1", limit=1000)) == progress.by_outcome.get("failed", 0)
+    assert progress.by_phase == {"product": progress.by_outcome}
+    assert progress.complete
+
+
+async def test_registrations_racing_finishes_count_each_key_once(
+    state_env: Env[StateStore],
+) -> None:
+    """Registering keys while other writers finish them (some before they were registered
+    at all): each key is published once and finished once, whichever came first."""
+    store = state_env.adapter
+    await store.create_execution(execution("ex-1"))
+    keys = [f"k{i:03}" for i in range(200)]
+    calls = []
+    for start in range(0, 200, 20):
+        chunk = keys[start : start + 20]
+        calls.append(store.add_tasks("ex-1", chunk))
+        calls.append(store.finish_tasks("ex-1", [result(k) for k in reversed(chunk)]))
+        calls.append(store.add_tasks("ex-1", chunk[::-1], max_total=1000))
+    await asyncio.gather(*calls)
+    progress = await store.progress("ex-1")
+    assert (progress.published, progress.finished, progress.records) == (200, 200, 200)
+    assert progress.complete
+    assert await store.add_tasks("ex-1", keys) == []
+    assert await store.remove_tasks("ex-1", keys) == 0
+
+
 async def test_progress_shapes(state_env: Env[StateStore]) -> None:
     store = state_env.adapter
     await store.create_execution(execution("ex-1"))

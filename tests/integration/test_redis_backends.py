@@ -345,3 +345,24 @@ async def test_a_restart_that_loses_data(throwaway_redis: RedisServer) -> None:
     finally:
         await seen.close()
         await limiter.close()
+
+
+async def test_a_full_redis_that_may_not_evict_is_an_outage_not_a_failed_page(
+    throwaway_redis: RedisServer,
+) -> None:
+    """Under ``noeviction`` a full Redis refuses writes: the seen set says Redis is
+    unavailable (the task goes back to the queue untried) rather than raising an error that
+    would fail the page and lose its links."""
+    admin = Redis.from_url(throwaway_redis.url)
+    seen = RedisSeenSet.from_url(throwaway_redis.url)
+    try:
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", "1mb")
+        with pytest.raises(RetryableError) as refused:
+            for batch in range(200):  # well past 1 MB of keys
+                await seen.add_new("ex-full", [f"https://a.test/{batch}/{i}" for i in range(500)])
+        assert refused.value.error_class == "redis_unavailable"
+        assert "OutOfMemoryError" in str(refused.value)
+    finally:
+        await seen.close()
+        await admin.aclose()

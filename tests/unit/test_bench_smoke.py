@@ -25,7 +25,20 @@ from typing import Any
 
 import pytest
 
-from bench import distributed, docsite, export, memory, run, serve
+from backends.errors import PermanentError
+from backends.fetcher import FetchRequest
+from bench import (
+    autoscaling,
+    capacity,
+    capacity_report,
+    capacity_site,
+    distributed,
+    docsite,
+    export,
+    memory,
+    run,
+    serve,
+)
 from tests.services.gcs import gcs_emulator
 from tests.services.pubsub import pubsub_emulator
 
@@ -105,6 +118,48 @@ def test_export_report_reproduces_the_published_comparison() -> None:
     assert result["builds"]["streamed"]["peak_rss_mb"] < export.RSS_GOAL_MB
 
 
+def test_capacity_report_reproduces_the_published_verdict() -> None:
+    [newest] = sorted(RESULTS.glob("capacity-*.json"))[-1:]
+    result = json.loads(newest.read_text())
+
+    assert capacity_report.markdown(result) + "\n" == (RESULTS / "capacity.md").read_text()
+    again = json.loads(json.dumps(capacity.reanalysed(result)["analysis"]))
+    assert again == result["analysis"]  # the analysis of today reads the figures alike
+    verdict = result["analysis"]["one_execution"]["verdict"]
+    assert verdict.startswith("First saturating backend: **")
+    assert result["elapsed_s"] < 600  # the acceptance: under ten minutes on this machine
+
+
+def test_capacity_site_discovers_each_page_once_then_one_new_page_per_page() -> None:
+    width = 16
+    discovered: dict[int, int] = {0: -1}  # page -> the page that discovered it
+    order = [0]
+    new_per_page = []
+    for index in range(200):  # crawled breadth first, as a queue would
+        n = order[index]
+        new = [m for m in capacity_site.links_of(width, n) if m not in discovered]
+        discovered.update(dict.fromkeys(new, n))
+        order += new
+        new_per_page.append(len(new))
+
+    assert set(range(width)) <= set(order[: width * 2])  # the fan-out reaches every chain
+    assert set(new_per_page[width:]) == {1}  # after the fan-out: one new page per page
+    assert all(discovered[m] == m - width for m in order if m >= width)
+
+
+async def test_capacity_fetcher_serves_the_synthetic_site_without_a_network() -> None:
+    fetcher = capacity_site.SyntheticFetcher(delay_s=0, cpu_s=0)
+    async with fetcher.open(FetchRequest(capacity_site.start_url(16))) as page:
+        hrefs = [a.attr("href") for a in page.css("a")]
+        title = page.css_first("title")
+        assert title is not None and title.text() == "Page 0"
+    assert hrefs == [f"/w16/p{m}" for m in (16, 1, 2, 3, 4, 0)]
+    with pytest.raises(PermanentError, match="not a page of the synthetic site"):
+        async with fetcher.open(FetchRequest("http://synthetic.test/elsewhere")):
+            pass
+    assert fetcher.fetches == 1
+
+
 # --- integration: each entry point on a tiny site -----------------------------------------------
 
 
@@ -174,3 +229,35 @@ def test_export_builds_both_ways(tmp_path: Path, capsys: pytest.CaptureFixture[s
     report = capsys.readouterr().out
     assert "| streamed | 2,000 |" in report
     assert "| in-memory | 2,000 |" in report
+
+
+@pytest.mark.integration
+def test_capacity_names_what_saturates_first(
+    pubsub_emulator: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both series on their quick sizes: 1 and 2 workers on one execution, then 2 workers
+    on three small executions, over a Redis and a PgBouncer of the run's own."""
+    assert capacity.main(["--quick", "--no-save"]) == 0
+
+    out = capsys.readouterr().out
+    one, many = out.split("## Many small executions")
+    for workers in (1, 2):
+        row = next(line for line in one.splitlines() if line.startswith(f"| {workers} |"))
+        assert float(row.split("|")[2]) > 0  # pages/s
+    assert "| 2 | 3 |" in many  # 2 workers completed all 3 executions
+    assert out.count("First limit hit, at ") + out.count("No limit was hit up to ") == 2
+    assert out.count("First saturating backend: **") + out.count("No backend saturated") == 1
+    assert "One step only (2 workers): no latency to compare with." in many
+    assert "## Cost per operation" in out
+
+
+@pytest.mark.integration
+def test_autoscaling_times_the_backlog_read_and_a_worker_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its quick sizes: two executions' backlog read thrice, one worker started."""
+    result = autoscaling.main(["--quick", "--no-save"])
+
+    assert result["backlog"]["reads"] == 3
+    assert result["worker_start"]["ready_s_median"] > 0
+    assert "| one backlog read (2 running executions" in capsys.readouterr().out

@@ -55,8 +55,6 @@ BULK_ENV_READERS = {
 _EVERYWHERE = {
     "TRAWL_WORKER_ID": "each process names itself (hostname-pid-random); one fixed name "
     "would make scaled workers write each other's part files",
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "OpenTelemetry's standard variable: unset, nothing is "
-    "exported; operators set it to their collector (docs/operations.md)",
     "OTEL_SDK_DISABLED": "OpenTelemetry's standard switch; telemetry is already off without "
     "an endpoint",
 }
@@ -85,6 +83,8 @@ _TUNABLE = {
     "TRAWL_HOST_MAX_CONCURRENCY": "only with TRAWL_HOST_MAX_RPS; docs/tenants.md",
     "TRAWL_QUEUE_WINDOW": "fair sharing between executions (1000 tasks queued each); "
     "docs/tenants.md",
+    "TRAWL_COUNTER_SHARDS": "an execution's counters spread over 16 rows; 1 only while "
+    "workers of a version before migration 0011 run; docs/operations.md",
     "TRAWL_BACKEND_OUTAGE_S": "how long a backend may be down before a worker exits (300 s); "
     "docs/operations.md",
     "TRAWL_RECONCILE_AFTER_S": "when lost tasks are re-published (300 s); docs/distributed.md",
@@ -105,9 +105,18 @@ _TUNABLE = {
     "TRAWL_MAX_SCHEDULES": "schedules per tenant (100); docs/schedules.md",
     "TRAWL_SCHEDULE_MIN_INTERVAL_S": "the most often a schedule may fire (once a minute); "
     "docs/schedules.md",
+    "TRAWL_METRICS_INTERVAL_S": "how often the orchestrator holding the metrics claim reads "
+    "the backlog for OpenTelemetry (15 s); docs/operations.md",
+    "TRAWL_RETENTION_DAYS": "Postgres rows of executions ended 90 days ago are pruned; "
+    "docs/operations.md",
 }
 _EVERYWHERE.update(_TUNABLE)
 _NO_BROWSER = {"TRAWL_CHROMIUM_PATH": "the orchestrator image has no browser"}
+# On Cloud Run the orchestrator and the workers export to their collector sidecar.
+_NO_COLLECTOR = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "OpenTelemetry's standard variable: unset, nothing is "
+    "exported; operators set it to their collector (docs/operations.md)",
+}
 _ON_CLOUD_RUN = {
     "STORAGE_EMULATOR_HOST": "real GCS on Cloud Run",
     "PORT": "reserved on Cloud Run: a service gets it from containerPort (8080); the worker's "
@@ -124,13 +133,14 @@ _WORKER_ONLY = {
     "TRAWL_CHROMIUM_PATH": "no browser in the orchestrator image",
 }
 LEFT_AT_DEFAULT: dict[str, dict[str, str]] = {
-    "compose:setup": {**_EVERYWHERE, **_NO_BROWSER},
-    "compose:orchestrator": {**_EVERYWHERE, **_NO_BROWSER},
-    "compose:worker": {**_EVERYWHERE},
+    "compose:setup": {**_EVERYWHERE, **_NO_BROWSER, **_NO_COLLECTOR},
+    "compose:orchestrator": {**_EVERYWHERE, **_NO_BROWSER, **_NO_COLLECTOR},
+    "compose:worker": {**_EVERYWHERE, **_NO_COLLECTOR},
     "cloudrun:orchestrator": {**_EVERYWHERE, **_ON_CLOUD_RUN, **_WORKER_ONLY},
     "cloudrun:worker": {**_EVERYWHERE, **_ON_CLOUD_RUN, **_ORCHESTRATOR_ONLY},
     "cloudrun:setup": {
         **_EVERYWHERE,
+        **_NO_COLLECTOR,
         **_ON_CLOUD_RUN,
         **_ORCHESTRATOR_ONLY,
         **_WORKER_ONLY,
@@ -508,8 +518,9 @@ def test_cloudrun_orchestrator_service() -> None:
     assert {"autoscaling.knative.dev/minScale", "autoscaling.knative.dev/maxScale"} <= set(
         annotations
     )
-    deps = json.loads(annotations["run.googleapis.com/container-dependencies"])
-    assert deps == {"orchestrator": ["pgbouncer"]}
+    check_telemetry(doc, "orchestrator", annotations)
+    # The backlog the autoscaler reads is exported every 15 s at most.
+    assert int(container_env(doc, "orchestrator")["OTEL_METRIC_EXPORT_INTERVAL"]) <= 15_000
     spec = pod_spec(doc)
     assert {"serviceAccountName", "containerConcurrency", "timeoutSeconds"} <= set(spec)
     api = container(doc, "orchestrator")
@@ -526,13 +537,44 @@ def test_cloudrun_worker_pool() -> None:
     assert annotations["run.googleapis.com/scalingMode"] == "manual"
     assert "run.googleapis.com/manualInstanceCount" in annotations
     template = doc["spec"]["template"]["metadata"]["annotations"]
-    deps = json.loads(template["run.googleapis.com/container-dependencies"])
-    assert deps == {"worker": ["pgbouncer"]}
+    check_telemetry(doc, "worker", template)
     worker = container(doc, "worker")
     assert "ports" not in worker  # a pull consumer
     assert container_env(doc, "worker")["TRAWL_CHROMIUM_PATH"] == "/usr/bin/chromium"
     assert "serviceAccountName" in pod_spec(doc)
     check_pgbouncer(doc)
+
+
+COLLECTOR_CONFIG = CLOUDRUN / "otel-collector.yaml"
+
+
+def check_telemetry(doc: dict[str, Any], app: str, annotations: dict[str, str]) -> None:
+    """The process exports to its collector sidecar, which starts first, reads the config
+    deploy.sh stores as a secret, and scrapes the PgBouncer exporter beside it."""
+    deps = json.loads(annotations["run.googleapis.com/container-dependencies"])
+    assert deps == {app: ["pgbouncer", "otel-collector"], "pgbouncer-exporter": ["pgbouncer"]}
+    config = yaml.safe_load(COLLECTOR_CONFIG.read_text())
+    receiver = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert container_env(doc, app)["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{receiver}"
+    collector = container(doc, "otel-collector")
+    [config_arg] = collector["args"]
+    [mount] = collector["volumeMounts"]
+    volumes = {v["name"]: v for v in pod_spec(doc)["volumes"]}
+    [item] = volumes[mount["name"]]["secret"]["items"]
+    assert config_arg == f"--config={mount['mountPath']}/{item['path']}"
+    assert volumes[mount["name"]]["secret"]["secretName"] == "${SECRET_OTEL_CONFIG}"
+    health = config["extensions"]["health_check"]["endpoint"]
+    assert collector["startupProbe"]["httpGet"]["port"] == int(health.rsplit(":", 1)[1])
+    [scrape] = config["receivers"]["prometheus"]["config"]["scrape_configs"]
+    [target] = scrape["static_configs"][0]["targets"]
+    exporter = container(doc, "pgbouncer-exporter")
+    assert exporter["args"] == [f"--web.listen-address={target}"]
+    assert container_env(doc, "pgbouncer-exporter")["PGBOUNCER_EXPORTER_CONNECTION_STRING"] == (
+        "<secret:${SECRET_PGBOUNCER_STATS_URL}>"
+    )
+    pgbouncer = container_env(doc, "pgbouncer")
+    assert pgbouncer["STATS_USERS"] == pgbouncer["DB_USER"]  # the exporter's login
+    assert config["exporters"]["googlecloud"]["metric"]["prefix"] == "workload.googleapis.com"
 
 
 def check_pgbouncer(doc: dict[str, Any]) -> None:
@@ -590,7 +632,7 @@ def test_every_placeholder_is_a_deploy_sh_variable() -> None:
     assigned = set(
         re.findall(r"^\s*(?:local\s+)?([A-Z][A-Z0-9_]*)=", DEPLOY_SH.read_text(), re.MULTILINE)
     )
-    for name in PROCESSES:
+    for name in [*PROCESSES, "autoscaler.yaml"]:
         used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", (CLOUDRUN / name).read_text()))
         assert used <= assigned, f"{name} uses {used - assigned}, which deploy.sh never sets"
 
@@ -605,10 +647,14 @@ case "$*" in
   *"redis instances describe"*"value(port)"*) echo 6379 ;;
   *get-auth-string*) echo redis-auth ;;
   *"run services describe"*) echo https://trawl-orchestrator.example.run.app ;;
-  *" replace "*)
+  *"secrets versions add"*) cat >/dev/null ;;  # reads the value as gcloud does (no SIGPIPE)
+  *" replace "*|*-from-file*)
     previous=""
     for arg in "$@"; do
-      [ "$previous" = replace ] && cp "$arg" "$FAKE_GCLOUD_OUT/"
+      case "$previous" in
+        replace|--payload-data-from-file|--config-from-file|--policy-from-file)
+          cp "$arg" "$FAKE_GCLOUD_OUT/" ;;
+      esac
       previous="$arg"
     done ;;
   *"secrets versions access"*|*" describe "*) exit 1 ;;
@@ -675,3 +721,63 @@ def test_deploy_sh_refuses_more_connections_than_cloud_sql_has(tmp_path: Path) -
     assert result.returncode != 0
     assert "max_connections" in result.stderr
     assert not (tmp_path / "gcloud.log").exists()  # refused before anything was created
+
+
+@pytest.mark.integration  # runs deploy.sh
+def test_deploy_sh_autoscales_the_worker_pool_and_applies_monitoring(tmp_path: Path) -> None:
+    result, out = run_deploy(tmp_path, WORKER_MIN_INSTANCES="2", WORKER_MAX_INSTANCES="30")
+    assert result.returncode == 0, result.stderr
+    calls = [shlex.split(line) for line in (tmp_path / "gcloud.log").read_text().splitlines()]
+    config = yaml.safe_load((out / "autoscaler.yaml").read_text())
+    [scaled] = config["spec"]["scaledObjects"]
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == (
+        "projects/demo-project/locations/europe-west1/workerpools/trawl-worker"
+    )
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 30)
+    assert config["spec"]["pollingInterval"] == 30
+    triggers = {t["name"]: t for t in spec["triggers"]}
+    per_instance = str(8 * DEFAULTS.worker_concurrency)  # a worker's flow control
+    assert triggers["trawl-backlog"]["metadata"]["targetValue"] == per_instance
+    assert (
+        "workload.googleapis.com/trawl.queue.backlog"
+        in triggers["trawl-backlog"]["metadata"]["filter"]
+    )
+    pubsub = triggers["pubsub-backlog"]["metadata"]
+    assert pubsub["subscriptionName"] == "projects/demo-project/subscriptions/trawl-workers"
+    assert pubsub["value"] == per_instance
+    # CREMA applies the bounds only with a behavior (metric-provider translation.go).
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]
+    # Its configuration is a parameter version the CREMA service is deployed on.
+    [version] = [
+        c for c in calls if c[:4] == ["parametermanager", "parameters", "versions", "create"]
+    ]
+    [deployed] = [c for c in calls if c[:3] == ["run", "deploy", "trawl-autoscaler"]]
+    env = deployed[deployed.index("--set-env-vars") + 1]
+    assert f"parameters/trawl-autoscaler/versions/{version[4]}," in env
+    # The dashboard and every alert policy, rendered: no placeholder left.
+    assert [c[:3] for c in calls].count(["monitoring", "dashboards", "create"]) == 1
+    policies = sorted((ROOT / "deploy" / "monitoring" / "alerts").glob("*.json"))
+    assert [c[:3] for c in calls].count(["monitoring", "policies", "create"]) == len(policies)
+    for name in ["dashboard.json", *(p.name for p in policies)]:
+        text = (out / name).read_text()
+        assert not re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", text), (
+            f"{name}: a placeholder was left"
+        )
+        json.loads(text)
+    assert 'subscription_id=\\"trawl-tasks-dead\\"' in (out / "dead-letters.json").read_text()
+    # The connection budget counts the autoscaler's ceiling.
+    (tmp_path / "too-many").mkdir()
+    refused, _ = run_deploy(tmp_path / "too-many", WORKER_MAX_INSTANCES="100")
+    assert refused.returncode != 0
+    assert "max_connections" in refused.stderr
+
+
+@pytest.mark.integration  # runs deploy.sh
+def test_deploy_sh_without_autoscaling(tmp_path: Path) -> None:
+    result, _ = run_deploy(tmp_path, AUTOSCALE="false")
+    assert result.returncode == 0, result.stderr
+    calls = [line.split()[:3] for line in (tmp_path / "gcloud.log").read_text().splitlines()]
+    assert ["parametermanager", "parameters", "create"] not in calls
+    assert ["run", "deploy", "trawl-autoscaler"] not in calls
+    assert ["monitoring", "dashboards", "create"] in calls  # monitoring either way

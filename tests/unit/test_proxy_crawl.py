@@ -51,6 +51,21 @@ async def crawl(
         )
 
 
+def pages_by_error(reader: InMemoryMetricReader) -> Counter[str]:
+    """trawl.pages of failed pages by their error.type."""
+    counts: Counter[str] = Counter()
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "trawl.pages":
+                    for point in metric.data.data_points:
+                        if point.attributes.get("trawl.outcome") == "failed":
+                            counts[str(point.attributes.get("error.type"))] += int(point.value)
+    return counts
+
+
 def proxy_counts(reader: InMemoryMetricReader) -> Counter[tuple[str, str]]:
     """trawl.proxy.requests by (proxy, outcome)."""
     counts: Counter[tuple[str, str]] = Counter()
@@ -137,7 +152,9 @@ async def test_a_page_banned_through_every_proxy_fails_as_proxy_banned(
             },
             retries={"max_attempts": 2, "backoff_s": 0},
         )
-        result = await crawl(wf, tmp_path, {"PROXY_PASSWORD": wrong})
+        reader = InMemoryMetricReader()
+        telemetry = Telemetry.create(meter_provider=MeterProvider(metric_readers=[reader]))
+        result = await crawl(wf, tmp_path, {"PROXY_PASSWORD": wrong}, telemetry)
         # Tried twice (the second time once the proxy was back), never passed on.
         assert login.answered == Counter({407: 2}) and login.forwarded == 0
     assert result.execution.status == "completed"
@@ -149,6 +166,8 @@ async def test_a_page_banned_through_every_proxy_fails_as_proxy_banned(
         .splitlines()
     ]
     assert failure["error_class"] == "proxy_banned"
+    # The pages counter says by which class pages failed (the dashboards group by it).
+    assert pages_by_error(reader) == Counter({"proxy_banned": 1})
     assert failure["message"] == (
         f"{lab.url('/p/0')}: proxy {login.address} is banned (HTTP 407); the page is tried "
         "again through another proxy"
