@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ DISTRIBUTED_INLINE_WAIT_S = 60.0
 DRAIN_FLUSH_MARGIN_S = 2.0
 # How often ``until_idle`` looks at the queue.
 IDLE_POLL_S = 0.02
+# Allocations of container objects between two collections of the youngest generation
+# (Python's default: 700); see ``tune_collector``.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 @runtime_checkable
@@ -111,6 +115,7 @@ class Worker:
         task that is not acked and none is in flight (the queue must count them:
         ``CountsPending``). Raises NotReady, StageFailed or DrainIncomplete
         (``worker/service.py``)."""
+        tune_collector()
         stop = stop or asyncio.Event()
         ends = stop
         helpers: list[asyncio.Task[None]] = []
@@ -142,6 +147,30 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), IDLE_POLL_S)
         ends.set()
+
+
+def tune_collector() -> None:
+    """Once per process: set the garbage collector up for a long-lived worker.
+
+    - Collect, then freeze every object alive now (modules, the Google, gRPC, Redis and
+      Postgres clients, the stages): they live as long as the worker, yet every full
+      collection would walk them all again. A worker holds about twice the objects of
+      ``trawl run`` (the client libraries).
+    - Collect the youngest generation every ``GC_YOUNG_THRESHOLD`` allocations of
+      container objects instead of Python's 700: a worker allocates ~150 per page (its
+      clients' messages, futures, protocol objects), nearly all freed by reference
+      counting long before a collection would look at them.
+
+    Measured on a 5,000-page crawl (bench/results/cpu-per-page-changes.md): 1.0 s of CPU
+    in the collector before, 0.15 s after, 0.17 ms a page. Frozen objects are still freed
+    when their last reference goes; only a cycle among them that dies later is never
+    collected, which for objects made to live as long as the process is nothing."""
+    if gc.get_freeze_count():  # done already (a process may run several workers)
+        return
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def run_until_idle(

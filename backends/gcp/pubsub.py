@@ -1,9 +1,16 @@
 """PubSubTaskQueue: the TaskQueue of distributed mode, a Pub/Sub topic and pull subscription.
 
-Publishing goes through the client's batching publisher; ``publish`` awaits every message's
-future, so tasks are durable when it returns. Receiving is a streaming pull whose callback
-runs on the client's threads: it hands each message to the event loop with
-``call_soon_threadsafe`` into an asyncio.Queue, and that is the only place threads show.
+Publishing sends each ``publish`` call's tasks as one Publish request (or a few, past
+Pub/Sub's 1,000 messages or 10 MB per request) straight through the client's generated API,
+in a thread, with the client's retries; tasks are durable when it returns. Not through the
+client's batching publisher: a frontier publishes a page's new links together already, and
+the batcher's bookkeeping per message (flow control, a future and its callbacks, a commit
+thread per batch) cost 100-2,000 us of CPU per task against ~12 us here
+(bench/results/cpu-per-page-changes.md). Receiving is a streaming pull whose callback
+runs on the client's stream thread, where the message arrived (``_InlineScheduler``): it
+appends the message to a deque and wakes the event loop, once for all the messages that
+arrive before the loop takes them, to move them into an asyncio.Queue. That and the
+publish thread are the only places threads show.
 
 Leases. The client extends the ack deadline of every message it holds (``lease management``)
 in steps of ``ack_deadline_s``, the subscription's ack deadline, for as long as this process
@@ -39,8 +46,9 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+import queue
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,8 +56,11 @@ from typing import Any
 
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry, if_exception_type
+from google.auth import exceptions as auth_exceptions
 from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.scheduler import Scheduler
 from google.pubsub_v1 import types as pubsub_types
+from google.pubsub_v1.services.publisher import client as publisher_api
 
 from backends.errors import InvalidInputError, PermanentError, RetryableError
 from backends.queue import Delivery, QueueClosed, TaskQueue
@@ -73,8 +84,16 @@ _RETRYABLE = (
     google_exceptions.ServiceUnavailable,
     google_exceptions.Unknown,
 )
-# publish() takes attributes as keyword arguments next to these.
+# Names the client library's publish() reserves for its own arguments; never attributes.
 _RESERVED_ATTRIBUTES = frozenset({"topic", "data", "ordering_key", "retry", "timeout"})
+# Pub/Sub's limits per Publish request are 1,000 messages and 10 MB; the envelope (topic,
+# field tags) needs a little of the 10 MB.
+MAX_MESSAGES_PER_REQUEST = 1000
+MAX_BYTES_PER_REQUEST = 9_500_000
+# The raw protobuf classes: building messages through the proto-plus wrappers costs
+# several times more per message.
+_RawMessage = pubsub_types.PubsubMessage.pb()
+_RawRequest = pubsub_types.PublishRequest.pb()
 
 
 @dataclass(slots=True, frozen=True)
@@ -169,16 +188,8 @@ class PubSubTaskQueue(TaskQueue):
             multiplier=1.3,
             timeout=publish_timeout_s,
         )
-        self._publisher = publisher or pubsub_v1.PublisherClient(
-            # Up to 1,000 messages (Pub/Sub's limit per request) or 5 MB go in one request;
-            # a batch waits at most 10 ms for more, which publish() callers pay once.
-            batch_settings=pubsub_v1.types.BatchSettings(
-                max_messages=1000, max_bytes=5_000_000, max_latency=0.01
-            ),
-            publisher_options=pubsub_v1.types.PublisherOptions(
-                retry=retry, timeout=min(publish_timeout_s, rpc_timeout_s)
-            ),
-        )
+        self._publisher = publisher or pubsub_v1.PublisherClient()
+        self._publish_retry = retry
         self._subscriber = subscriber or pubsub_v1.SubscriberClient()
         self.project = project
         self.topic_path = self._publisher.topic_path(project, topic)
@@ -211,6 +222,10 @@ class PubSubTaskQueue(TaskQueue):
         )
 
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
+        # Messages the stream thread let go of, on their way to the inbox: the loop is
+        # woken once for all those that arrive before it takes them (``_take_arrivals``).
+        self._arrivals: deque[_Arrival] = deque()
+        self._wake_pending = False
         self._stream: Any = None  # the StreamingPullFuture while a pull runs
         self._stream_id = 0
         self._leased: set[_PubSubDelivery] = set()
@@ -325,33 +340,50 @@ class PubSubTaskQueue(TaskQueue):
             await self._publish(tasks)
 
     async def _publish(self, tasks: Sequence[Task]) -> None:
-        try:
-            futures = [
-                asyncio.wrap_future(
-                    self._publisher.publish(self.topic_path, encode_task(task), **_attributes(task))
+        messages = [_RawMessage(data=encode_task(t), attributes=_attributes(t)) for t in tasks]
+        sent = 0
+        for chunk in _requests(messages):
+            try:
+                # The client's retries end at publish_timeout_s; this only guards against a
+                # call that never returns.
+                await asyncio.wait_for(
+                    asyncio.to_thread(self._send, chunk), self._publish_timeout_s + 30
                 )
-                for task in tasks
-            ]
-        except RuntimeError as exc:  # the publisher was stopped under us
-            raise QueueClosed(f"the queue is closed: {exc}") from None
-        try:
-            # The client's retries end at publish_timeout_s; this only guards against a
-            # future that is never resolved.
-            results = await asyncio.wait_for(
-                asyncio.gather(*futures, return_exceptions=True), self._publish_timeout_s + 30
+            except TimeoutError:
+                raise RetryableError(
+                    f"publishing {len(tasks)} tasks to {self.topic_path} at {self.address} "
+                    "timed out",
+                    error_class="pubsub_unavailable",
+                ) from None
+            except (
+                google_exceptions.GoogleAPIError,
+                auth_exceptions.TransportError,
+                ValueError,
+            ) as exc:
+                raise RetryableError(
+                    f"publishing to {self.topic_path} at {self.address} failed for "
+                    f"{len(tasks) - sent} of {len(tasks)} tasks: {_describe(exc)}",
+                    error_class="pubsub_unavailable",
+                ) from exc
+            sent += len(chunk)
+
+    def _send(self, messages: list[Any]) -> None:
+        """One Publish request, with the client's retries (on one of asyncio's threads)."""
+        if self._closed:
+            raise QueueClosed("the queue is closed")
+        request = pubsub_types.PublishRequest.wrap(
+            _RawRequest(topic=self.topic_path, messages=messages)
+        )
+        response = publisher_api.PublisherClient.publish(
+            self._publisher,
+            request=request,
+            retry=self._publish_retry,
+            timeout=min(self._publish_timeout_s, self._rpc_timeout_s),
+        )
+        if len(response.message_ids) != len(messages):
+            raise ValueError(
+                f"Pub/Sub acknowledged {len(response.message_ids)} of {len(messages)} messages"
             )
-        except TimeoutError:
-            raise RetryableError(
-                f"publishing {len(tasks)} tasks to {self.topic_path} at {self.address} timed out",
-                error_class="pubsub_unavailable",
-            ) from None
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            raise RetryableError(
-                f"publishing to {self.topic_path} at {self.address} failed for "
-                f"{len(failures)} of {len(tasks)} tasks: {_describe(failures[0])}",
-                error_class="pubsub_unavailable",
-            ) from failures[0]
 
     # -- receiving
 
@@ -388,13 +420,16 @@ class PubSubTaskQueue(TaskQueue):
         self._stream_id += 1
         stream_id = self._stream_id
 
-        def on_message(message: Any) -> None:  # on one of the client's threads
+        def on_message(message: Any) -> None:  # on the client's stream thread
+            self._arrivals.append(_Arrival(message, time.monotonic(), stream_id))
+            if self._wake_pending:  # the loop has yet to take the ones before: it will
+                return
+            self._wake_pending = True
             try:
-                loop.call_soon_threadsafe(
-                    self._inbox.put_nowait, _Arrival(message, time.monotonic(), stream_id)
-                )
-            except RuntimeError:  # the loop is gone: hand the message back
-                message.nack()
+                loop.call_soon_threadsafe(self._take_arrivals)
+            except RuntimeError:  # the loop is gone: hand the messages back
+                while self._arrivals:
+                    self._arrivals.popleft().message.nack()
 
         def on_done(future: Any) -> None:  # on one of the client's threads
             with contextlib.suppress(RuntimeError):
@@ -404,11 +439,18 @@ class PubSubTaskQueue(TaskQueue):
             self.subscription_path,
             on_message,
             flow_control=self._flow_control,
+            scheduler=_InlineScheduler(),
             # close() waits for callbacks in progress, so that every message the client
             # let go of is in the inbox by then and can be handed back.
             await_callbacks_on_shutdown=True,
         )
         self._stream.add_done_callback(on_done)
+
+    def _take_arrivals(self) -> None:
+        """On the loop: what the stream thread let go of goes into the inbox."""
+        self._wake_pending = False  # before taking: a later arrival wakes the loop again
+        while self._arrivals:
+            self._inbox.put_nowait(self._arrivals.popleft())
 
     def _stream_ended(self, future: Any, stream_id: int) -> None:
         if self._closed or stream_id != self._stream_id:
@@ -551,6 +593,7 @@ class PubSubTaskQueue(TaskQueue):
     def _drain_inbox(self) -> list[Any]:
         """The messages of the current stream waiting in the inbox, taken out of it."""
         messages = []
+        self._take_arrivals()
         while not self._inbox.empty():
             item = self._inbox.get_nowait()
             if isinstance(item, _Arrival) and item.stream == self._stream_id:
@@ -630,6 +673,28 @@ class PubSubTaskQueue(TaskQueue):
             ) from exc
 
 
+class _InlineScheduler(Scheduler):  # type: ignore[misc]  # the library is untyped
+    """Runs the client's message callback on the thread that received the message.
+
+    The client's default scheduler hands each message to a pool of 10 threads, one thread
+    switch per message, only for the callback to hand it to the event loop; ours is a
+    deque append, so it runs where the message arrived and the loop is woken once per
+    batch of arrivals. Nothing is ever left scheduled, so a shutdown drops nothing."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+
+    @property
+    def queue(self) -> queue.Queue[Any]:
+        return self._queue
+
+    def schedule(self, callback: Any, *args: Any, **kwargs: Any) -> None:
+        callback(*args, **kwargs)
+
+    def shutdown(self, await_msg_callbacks: bool = False) -> list[Any]:
+        return []
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise InvalidInputError(message)
@@ -647,6 +712,25 @@ def _attributes(task: Task) -> dict[str, str]:
         and len(key.encode()) <= 256
         and len(value.encode()) <= 1024
     }
+
+
+def _requests(messages: list[Any]) -> list[list[Any]]:
+    """``messages`` in order, cut into Publish requests within Pub/Sub's limits."""
+    requests: list[list[Any]] = []
+    current: list[Any] = []
+    size = 0
+    for message in messages:
+        nbytes = message.ByteSize() + 8  # the message, its field tag and length
+        if current and (
+            len(current) >= MAX_MESSAGES_PER_REQUEST or size + nbytes > MAX_BYTES_PER_REQUEST
+        ):
+            requests.append(current)
+            current, size = [], 0
+        current.append(message)
+        size += nbytes
+    if current:
+        requests.append(current)
+    return requests
 
 
 def _describe(exc: BaseException) -> str:

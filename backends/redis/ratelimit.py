@@ -7,6 +7,11 @@ both carry a TTL covering what they still constrain, so idle hosts cost nothing.
 ``release`` is one ZREM. The caller picks the lease id, so an ``acquire`` the client sends
 twice (a retry after a lost reply) is recognised by the script and takes one permit.
 
+Both go through a ``Batcher`` (backends/redis/batch.py): what a worker's tasks ask while a
+round trip is in flight shares the next one, a pipeline, in the order asked. An acquire
+whose caller was cancelled while it was on the wire gives its permit back when the reply
+comes.
+
 Time. By default the script reads Redis's own clock (``TIME``): every worker then judges
 by one clock, so permits stay spaced even when the workers' hosts disagree about the time,
 and nothing depends on a worker's monotonic clock, which means nothing on another host.
@@ -26,8 +31,6 @@ forgotten); the script is reloaded on the first call (NOSCRIPT is handled by red
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import Sequence
 from importlib import resources
@@ -37,6 +40,7 @@ from redis.asyncio import Redis
 from backends.clock import Clock, SystemClock
 from backends.errors import InvalidInputError
 from backends.ratelimit import Grant, RateLimiter, RatePolicy
+from backends.redis.batch import Batcher, Script
 from backends.redis.client import (
     DEFAULT_PREFIX,
     RedisOptions,
@@ -74,7 +78,8 @@ class RedisRateLimiter(RateLimiter):
         self._keep_extra_ms = int(keep_extra_s * 1000)
         self._owns_client = owns_client
         self._address = address_of(redis)
-        self._acquire = redis.register_script(ACQUIRE_LUA)
+        self._acquire = Script.of(ACQUIRE_LUA)
+        self._batcher = Batcher(redis)
 
     @classmethod
     def from_url(
@@ -101,17 +106,21 @@ class RedisRateLimiter(RateLimiter):
             lease_id,
             self._keep_extra_ms,
         ]
+        keys = self.keys(key)
+
+        def orphaned(answer: Sequence[int | bytes | str]) -> None:
+            # The caller was cancelled while its acquire was on the wire: nobody will use
+            # the permit, so it goes back at once rather than when its lease expires.
+            if _decode(answer)[0]:
+                self._batcher.send_nowait(
+                    "ZREM", keys[1], lease_id, what=f"giving back an unused permit of {key}"
+                )
+
         with retryable(self._address, "rate limiter acquire"):
-            answer = await self._acquire(keys=self.keys(key), args=args)
+            answer = await self._batcher.run_script(
+                self._acquire, list(keys), args, orphaned=orphaned
+            )
         granted, retry_after = _decode(answer)
-        if _cancel_was_lost():
-            # redis-py's asyncio.wait_for (Python 3.11) returns the reply when the command
-            # finished as a cancel arrived, and the cancel is lost: a stopping worker's
-            # processor would carry on. Give the permit back and honour the cancel.
-            if granted:
-                with contextlib.suppress(Exception):
-                    await self._redis.zrem(self.keys(key)[1], lease_id)
-            raise asyncio.CancelledError
         if granted:
             return Grant(granted=True, lease_id=lease_id)
         return Grant(granted=False, retry_after_s=retry_after)
@@ -120,17 +129,12 @@ class RedisRateLimiter(RateLimiter):
         if lease_id is None:
             return
         with retryable(self._address, "rate limiter release"):
-            await self._redis.zrem(self.keys(key)[1], lease_id)
+            await self._batcher.call("ZREM", self.keys(key)[1], lease_id)
 
     async def close(self) -> None:
+        await self._batcher.close()  # permits given back on the way out reach Redis
         if self._owns_client:
             await self._redis.aclose()
-
-
-def _cancel_was_lost() -> bool:
-    """The running task was asked to cancel and is still running as if it had not been."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _decode(answer: Sequence[int | bytes | str]) -> tuple[bool, float]:

@@ -6,7 +6,6 @@ fails for good exits non-zero with one log line naming why."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import socket
@@ -261,31 +260,34 @@ async def test_readiness_names_the_migrations_a_database_lacks() -> None:
         drop_database(database)
 
 
-async def test_a_rate_limiter_call_that_swallowed_a_cancel_honours_it() -> None:
-    """redis-py's wait_for on Python 3.11 can return a reply although the caller was
-    cancelled meanwhile; the limiter re-raises the cancel and gives the permit back."""
+async def test_a_rate_limiter_call_cancelled_on_the_wire_honours_it() -> None:
+    """A caller cancelled while its acquire is on the wire gets the cancel at once, though
+    the command runs on (its reply is held back here); the permit it took goes back when
+    the reply comes."""
     limiter = RedisRateLimiter.from_url(ensure_redis(), prefix=f"trawl-test-{uuid.uuid4().hex}:")
-    script = limiter._acquire
-    arrived = asyncio.Event()
+    pipeline = limiter._batcher._pipeline
+    ran = asyncio.Event()
+    caller_gone = asyncio.Event()
 
-    async def swallowing(*, keys: Any, args: Any) -> Any:
-        answer = await script(keys=keys, args=args)  # the command completes...
-        arrived.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(5)  # ...and the cancel arriving now is lost
-        return answer
+    async def held_reply(batch: Any) -> Any:
+        replies = await pipeline(batch)  # the command completes...
+        ran.set()
+        await caller_gone.wait()  # ...and its reply comes only after the caller gave up
+        return replies
 
-    limiter._acquire = swallowing  # type: ignore[assignment]
+    limiter._batcher._pipeline = held_reply  # type: ignore[method-assign]
     policy = RatePolicy(
         rate_per_s=10, burst=1, min_interval_s=0.0, max_concurrency=1, lease_ttl_s=60
     )
     try:
         acquire = asyncio.create_task(limiter.acquire("host.test", policy))
-        await arrived.wait()
+        await ran.wait()
         acquire.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(acquire, 5)
-        limiter._acquire = script
+        limiter._batcher._pipeline = pipeline  # type: ignore[method-assign]
+        caller_gone.set()
+        await limiter._batcher.wait_idle()
         # The permit went back: the only concurrency slot is free again.
         assert await limiter._redis.zcard(limiter.keys("host.test")[1]) == 0
     finally:

@@ -17,7 +17,8 @@ import pytest
 from redis.asyncio import Connection, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from backends.errors import RetryableError
+from backends.clock import FakeClock
+from backends.errors import InvalidInputError, RetryableError
 from backends.ratelimit import Grant, RatePolicy
 from backends.redis import RedisOptions, RedisRateLimiter, RedisSeenSet, connect
 from backends.redis.seen import MAX_KEYS_PER_CALL
@@ -136,6 +137,38 @@ async def test_acquire_and_release_are_one_round_trip_each(
     assert (await round_trips(counter, limiter.release("k", grant.lease_id)))[0] == 1
 
 
+async def test_a_permit_whose_caller_stopped_waiting_is_given_back(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    limiter = RedisRateLimiter(redis_client, prefix=redis_prefix)
+    rule = policy(max_concurrency=1)
+    await limiter.acquire("warm-up", rule)  # connects and loads the script
+    waiting = asyncio.create_task(limiter.acquire("k", rule))
+    await asyncio.sleep(0)  # its command is queued; the caller gives up
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The command ran all the same; its permit goes back once the reply comes, so the one
+    # slot is free again long before the lease would expire (120 s).
+    deadline = time.monotonic() + DEADLINE_S
+    while not (grant := await limiter.acquire("k", rule)).granted:
+        assert time.monotonic() < deadline, "the abandoned permit was never given back"
+        await asyncio.sleep(grant.retry_after_s)
+
+
+async def test_commands_issued_while_one_is_on_the_wire_share_the_next_request(
+    wire: tuple[Redis, type[WireConnection]], redis_prefix: str
+) -> None:
+    client, counter = wire
+    limiter = RedisRateLimiter(client, prefix=redis_prefix)
+    rule = policy()
+    await limiter.acquire("warm-up", rule)  # connects and loads the script
+    before = len(counter.sent)
+    grants = await asyncio.gather(*(limiter.acquire(f"k{i}", rule) for i in range(50)))
+    assert all(g.granted for g in grants)
+    assert len(counter.sent) - before <= 2  # the first alone, or with the rest; never 50
+
+
 async def test_the_server_runs_one_command_per_batch(throwaway_redis: RedisServer) -> None:
     seen = RedisSeenSet.from_url(throwaway_redis.url)
     try:
@@ -190,13 +223,79 @@ async def test_a_retried_acquire_takes_one_permit(
 
 
 async def test_a_seen_set_expires_unless_written(redis_client: Redis, redis_prefix: str) -> None:
-    seen = RedisSeenSet(redis_client, prefix=redis_prefix, ttl_s=100.0)
+    # Every call goes to Redis here (nothing is answered from the process's own claims).
+    seen = RedisSeenSet(redis_client, prefix=redis_prefix, ttl_s=100.0, known_claims=0)
     await seen.add_new("ex-1", ["a"])
     key = seen.key("ex-1")
     assert 99_000 < await redis_client.pttl(key) <= 100_000
     await redis_client.pexpire(key, 5_000)
     await seen.add_new("ex-1", ["a"])  # a write, even of nothing new, refreshes it
     assert 99_000 < await redis_client.pttl(key) <= 100_000
+
+
+async def test_keys_claimed_here_are_answered_without_a_round_trip(
+    wire: tuple[Redis, type[WireConnection]], redis_prefix: str
+) -> None:
+    client, counter = wire
+    clock = FakeClock()
+    seen = RedisSeenSet(client, prefix=redis_prefix, ttl_s=100.0, clock=clock)
+    await seen.add_new("warm-up", ["x"])  # connects and loads the script
+    keys = [f"http://site.test/{i}" for i in range(50)]
+    assert await round_trips(counter, seen.add_new("ex-1", keys, claimer="p1")) == (1, [True] * 50)
+    # Another parent finds them claimed, without asking Redis.
+    assert await round_trips(counter, seen.add_new("ex-1", keys, claimer="p2")) == (0, [False] * 50)
+    # Another worker asks Redis, which says who holds them; then it answers them itself,
+    # except to their holder.
+    other = RedisSeenSet(client, prefix=redis_prefix)
+    assert await round_trips(counter, other.add_new("ex-1", keys[:3], claimer="p2")) == (
+        1,
+        [False] * 3,
+    )
+    assert await round_trips(counter, other.add_new("ex-1", keys[:3], claimer="p4")) == (
+        0,
+        [False] * 3,
+    )
+    assert await round_trips(counter, other.add_new("ex-1", keys[:1], claimer="p1")) == (1, [True])
+    # Their own claimer is told they are its own again, by Redis (a redelivered parent).
+    assert await round_trips(counter, seen.add_new("ex-1", keys[:2], claimer="p1")) == (
+        1,
+        [True, True],
+    )
+    # Only what is not known goes: one new key among known ones is one round trip.
+    trips, flags = await round_trips(counter, seen.add_new("ex-1", [*keys, "new"], claimer="p2"))
+    assert (trips, flags) == (1, [False] * 50 + [True])
+    # Discarded keys may be claimed again, by anyone; another execution knows none of them.
+    await seen.discard("ex-1", keys[:5])
+    assert await seen.add_new("ex-1", keys[:6], claimer="p3") == [True] * 5 + [False]
+    assert await seen.add_new("ex-2", keys[:1], claimer="p3") == [True]
+
+
+async def test_a_claimer_with_a_line_break_is_refused(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    seen = RedisSeenSet(redis_client, prefix=redis_prefix)
+    with pytest.raises(InvalidInputError, match="line breaks"):
+        await seen.add_new("ex-1", ["a"], claimer="p\n1")
+
+
+async def test_a_set_answered_without_redis_is_still_kept_alive(
+    wire: tuple[Redis, type[WireConnection]], redis_prefix: str
+) -> None:
+    client, counter = wire
+    clock = FakeClock()
+    seen = RedisSeenSet(client, prefix=redis_prefix, ttl_s=100.0, clock=clock)
+    await seen.add_new("ex-1", ["a"], claimer="p1")
+    key = seen.key("ex-1")
+    await client.pexpire(key, 5_000)
+    assert await round_trips(counter, seen.add_new("ex-1", ["a"], claimer="p2")) == (0, [False])
+    assert await client.pttl(key) <= 5_000
+    clock.advance(10.0)  # a tenth of the TTL since this process last wrote the set
+    assert await round_trips(counter, seen.add_new("ex-1", ["a"], claimer="p2")) == (1, [False])
+    assert 99_000 < await client.pttl(key) <= 100_000
+    assert await round_trips(counter, seen.add_new("ex-1", ["a"], claimer="p2")) == (0, [False])
+    # Forgotten, the execution is new again, here as in Redis.
+    await seen.forget("ex-1")
+    assert await seen.add_new("ex-1", ["a"], claimer="p2") == [True]
 
 
 async def test_no_key_is_kept_forever(redis_client: Redis, redis_prefix: str) -> None:
@@ -324,8 +423,9 @@ async def test_a_stalled_redis_times_out_as_retryable(throwaway_redis: RedisServ
 
 async def test_a_restart_that_loses_data(throwaway_redis: RedisServer) -> None:
     """Documented behaviour: Redis is not the record of truth. After it comes back empty,
-    URLs are new again (the StateStore and the export's dedup keep the output exact) and
-    limits start afresh; neither adapter needs restarting."""
+    URLs are new again, except to the process that claimed them, which still knows (the
+    StateStore and the export's dedup keep the output exact), and limits start afresh;
+    neither adapter needs restarting."""
     seen = RedisSeenSet.from_url(throwaway_redis.url)
     limiter = RedisRateLimiter.from_url(throwaway_redis.url)
     rule = policy(max_concurrency=1)
@@ -338,8 +438,13 @@ async def test_a_restart_that_loses_data(throwaway_redis: RedisServer) -> None:
         await asyncio.to_thread(throwaway_redis.restart)
 
         # The first call after the restart works: dead pooled connections are replaced.
-        assert await seen.add_new("ex-1", ["a", "b"]) == [True, True]
-        assert await seen.add_new("ex-1", ["a", "b"]) == [False, False]
+        # What this process claimed it still knows; what it never claimed is new again.
+        assert await seen.add_new("ex-1", ["a", "b", "c"]) == [False, False, True]
+        other = RedisSeenSet.from_url(throwaway_redis.url)  # another worker's
+        try:
+            assert await other.add_new("ex-1", ["a", "b", "c"]) == [True, True, False]
+        finally:
+            await other.close()
         assert (await limiter.acquire("k", rule)).granted  # and the script is loaded again
         assert not (await limiter.acquire("k", rule)).granted  # and it limits again
     finally:

@@ -2,10 +2,10 @@
 
 Two kinds:
 
-- fast: the generated site, and the report code of ``bench.run``, ``bench.memory`` and
-  ``bench.distributed`` over the results committed in bench/results/ (the figures
-  docs/operations.md and bench/README.md quote), which must still summarise and render to
-  what was published;
+- fast: the generated site, and the report code of ``bench.run``, ``bench.memory``,
+  ``bench.distributed`` and ``bench.cpu_per_page`` over the results committed in
+  bench/results/ (the figures docs/operations.md and bench/README.md quote), which must
+  still summarise and render to what was published;
 - ``integration``: each entry point crawling a tiny generated site for real, through its
   ``main()`` as its command line calls it. They start processes (``trawl run``, nginx, the
   load clients, ``trawl worker`` and the services), hence the marker. Only Trawl's own
@@ -32,6 +32,7 @@ from bench import (
     capacity,
     capacity_report,
     capacity_site,
+    cpu_per_page,
     distributed,
     docsite,
     export,
@@ -108,6 +109,17 @@ def test_distributed_report_reproduces_the_published_round_trips() -> None:
     table = distributed.table(rows)
     assert "| 1 | 2000 | 5.5 | 363.7 | 3.031 | 0.304 | 0.106 | 0.061 | 1.0 |" in table
     assert table in (RESULTS / "distributed.md").read_text()
+
+
+def test_cpu_per_page_report_reproduces_the_published_ratio() -> None:
+    [newest] = sorted(RESULTS.glob("cpu-per-page-2*.json"))[-1:]
+    result = json.loads(newest.read_text())
+
+    assert cpu_per_page.summarize(result["runs"]) == result["summary"]
+    assert cpu_per_page.markdown(result) == (RESULTS / "cpu-per-page.md").read_text()
+    assert result["meta"]["command"] in (RESULTS / "cpu-per-page.md").read_text()
+    assert result["summary"]["ratio_median"] <= cpu_per_page.GOAL_RATIO  # the acceptance
+    assert all(run["valid"] for run in result["runs"])
 
 
 def test_export_report_reproduces_the_published_comparison() -> None:
@@ -219,6 +231,26 @@ def test_distributed_counts_round_trips(
     assert figures["redis_per_page"] > 0 and figures["postgres_xacts_per_page"] > 0
     assert figures["pubsub_per_page"]["acks"] > 0
     assert any(line.startswith(f"| 1 | {TINY} |") for line in out)
+
+
+@pytest.mark.integration
+def test_cpu_per_page_measures_trawl_run_and_a_worker(
+    site_root: Path,
+    tmp_path: Path,
+    pubsub_emulator: str,
+    gcs_emulator: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--pages", str(TINY), "--runs", "1", "--concurrency", "8"]
+    assert cpu_per_page.main([*argv, "--work", str(tmp_path / "work"), "--no-save"]) == 0
+
+    out = capsys.readouterr().out
+    for kind in ("embedded", "worker"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {kind} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "1/1", out  # valid: every page, each with its title
+        assert float(cells[2]) > 0  # CPU ms per page
+    assert "Ratio worker / embedded, CPU per page (crawl)" in out
 
 
 @pytest.mark.integration
