@@ -8,11 +8,14 @@ matched with the "pages done N" progress lines ``trawl run`` prints on stderr ev
 when stderr is not a terminal. Reported: pages/s, peak RSS, RSS at 10%, 20%, ... 100% of
 the pages with the peak within each tenth, the growth (peak of 50-90% minus peak of
 10-50%), the peak at the end (completion, export, shutdown) on its own, and what a
-seen-set of the site's URLs weighs (measured here with tracemalloc) to compare with.
+seen-set of the site's URLs weighs (measured here with tracemalloc) to compare with. The
+tree's PSS (shared pages divided among Chromium's processes: the fairer figure for a
+browser) is sampled every second and reported the same way, beside RSS.
 
     .venv/bin/python -m bench.memory [--http-pages 20000] [--browser-pages 2000]
     .venv/bin/python -m bench.memory --quick          # 5,000 / 300 pages
     .venv/bin/python -m bench.memory --skip-browser
+    .venv/bin/python -m bench.memory --skip-http --browser-pages 5000   # ~16 minutes
 
 Saved: bench/results/memory-<timestamp>.json and bench/results/memory-latest.md.
 """
@@ -32,13 +35,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.crawlers import CRAWLERS
 from bench.docsite import SiteInfo, generate
-from bench.measure import MB, Sample, run_measured
+from bench.measure import MB, Sample, _pss, run_measured
 from bench.run import check_complete
 from bench.serve import SiteServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PSS_EVERY = 10  # samples (1 s): reading every process's smaps_rollup costs more than RSS
 PROGRESS = re.compile(rb"pages done (\d+)\s+queued (\d+)\s+failed (\d+)")
 
 
@@ -155,10 +161,17 @@ def crawl_memory(
             env = {**os.environ, **extra_env}
             tail = ProgressTail(work / "crawl.stderr")
             points: list[Point] = []
+            pss_points: list[Point] = []
+            me = psutil.Process()
+            server_pids = {p.pid for p in me.children(recursive=True)}  # the site's server
 
             def on_sample(sample: Sample) -> None:
                 tail.poll()
                 points.append((sample.t_s, sample.rss_bytes, sample.processes, tail.done))
+                if len(points) % PSS_EVERY == 1:  # the crawl's tree: our children but the server
+                    crawl = [p.pid for p in me.children(recursive=True) if p.pid not in server_pids]
+                    pss = sum(_pss(pid) for pid in crawl)
+                    pss_points.append((sample.t_s, pss, len(crawl), tail.done))
 
             measured = run_measured(
                 argv,
@@ -177,6 +190,11 @@ def crawl_memory(
             shutil.rmtree(work, ignore_errors=True)
         urls = [f"{server.base_url}{p}" for p in expected]
     curve, growth = rss_curve(points, total)
+    pss_curve, pss_growth = rss_curve(pss_points, total)
+    for point, pss_point in zip(curve, pss_curve, strict=True):
+        if "rss_mb" in pss_point:
+            point["pss_mb"] = pss_point["rss_mb"]
+            point["window_peak_pss_mb"] = pss_point["window_peak_mb"]
     seen_mb = seen_set_bytes(urls) / MB
     return {
         "engine": engine,
@@ -192,6 +210,7 @@ def crawl_memory(
         "peak_processes": measured.peak_processes,
         "curve": curve,
         "growth": growth,
+        "pss_growth": pss_growth,
         "seen_set_of_all_urls_mb": round(seen_mb, 2),
         "series": [
             {"t_s": round(t, 2), "rss_mb": round(r / MB, 1), "procs": n, "pages_done": d}
@@ -231,15 +250,26 @@ def markdown(result: dict[str, Any]) -> str:
             "RSS when the progress line first showed that share of pages done "
             "(progress lines come every ~2 s), and the peak since the previous tenth.",
             "",
-            "| % of pages | pages done | t s | RSS MB | peak in this tenth MB |",
-            "|---:|---:|---:|---:|---:|",
+            "| % of pages | pages done | t s | RSS MB | peak in this tenth MB | PSS MB | "
+            "PSS peak in this tenth MB |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for point in r["curve"]:
             lines.append(
                 f"| {point['percent']} | {point.get('pages_done', '-')} | "
                 f"{point.get('t_s', '-')} | {point.get('rss_mb', '-')} | "
-                f"{point.get('window_peak_mb', '-')} |"
+                f"{point.get('window_peak_mb', '-')} | {point.get('pss_mb', '-')} | "
+                f"{point.get('window_peak_pss_mb', '-')} |"
             )
+        pss = r.get("pss_growth") or {}
+        if pss:
+            lines += [
+                "",
+                f"PSS (sampled every second): peak of the 10-50% tenths "
+                f"{pss.get('first_half_peak_mb')} MB, of the 50-90% tenths "
+                f"{pss.get('second_half_peak_mb')} MB: {pss.get('growth_mb')} MB, "
+                f"{pss.get('per_1000_pages_mb')} MB per 1,000 pages.",
+            ]
     lines += ["", f"Command: `{result['command']}`", ""]
     return "\n".join(lines)
 

@@ -54,6 +54,8 @@ http {{
         application/javascript js;
         text/plain txt;
         application/json json;
+        image/png png;
+        font/woff2 woff2;
     }}
     default_type application/octet-stream;
     server {{

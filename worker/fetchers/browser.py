@@ -1,26 +1,43 @@
 """The browser engine: Chromium through Playwright, for pages that need JavaScript.
 
-One browser per process. Pages are rendered in tabs, each in its own browser context, and a
-tab serves a small batch of tasks (``pages_per_context``, default 8) before its context is
-thrown away: opening a tab costs a renderer process (~0.1-1 s on a small machine), several
-times the cost of rendering a typical page, so one context per task would spend most of
-the time starting renderers. ``pages_per_context=1`` gives a fresh context per task. The
-yielded Page is the live tab, so script nodes can evaluate in it.
+One browser per process. Each session (an execution, which belongs to one tenant) with
+given settings (user agent, headers, blocked resource types, proxy) gets one browser
+context, and its pages are rendered in tabs of that context: a tab is kept for the
+session's next page, and pages in flight at once get more tabs of the same context.
+Opening a context and a tab costs a renderer process (~0.1-1 s on a small machine), more
+than rendering a typical page, and a renderer kept across pages keeps the site's scripts
+compiled and its files cached. A context serves ``pages_per_context`` pages (default 100;
+with 500, a 5,000-page crawl's peak PSS was 2.1 GB against 1.3 GB: bench/README.md), then
+is retired: it takes no new page and is closed when its last tab is;
+``pages_per_context=1`` gives a fresh context per page. The yielded Page is the live tab,
+so script nodes can evaluate in it.
 
-Isolation: a tab is reused only by a request of the same ``session`` (the execution, which
-belongs to one tenant) with the same user agent, headers and blocked resource types, so
-cookies, storage and open pages never cross from one execution or tenant to another.
-Within a batch cookies and storage persist; across batches nothing does. After every task
-the pages it opened (popups) are closed. A tab whose navigation or script timed out (its
-renderer may be spinning) is thrown away with its context, which kills the renderer; a
-close that does not finish within ``close_timeout_s`` retires the whole browser. Idle tabs
-wait in a least-recently-used pool: tabs in use and idle together never exceed
-``max_contexts`` (the oldest idle one is closed to make room), and a tab idle for
+Isolation: a context, and its tabs, are only ever used by requests of the same ``session``
+with the same settings, so cookies, storage and open pages never cross from one execution
+or tenant to another. Within a context cookies and storage persist from page to page (a
+cookie the site set on one page goes with the next, as in a person's browser); across
+contexts nothing does. After every task the pages it opened (popups) are closed. A tab
+whose navigation or script timed out (its renderer may be spinning) is thrown away with
+its whole context, which kills the renderer (the session's other pages in flight there
+fail as ``browser_crash`` and are retried); a close that does not finish within
+``close_timeout_s`` retires the whole browser. Idle tabs wait in a least-recently-used
+pool: tabs in use and idle together never exceed ``max_contexts`` (the oldest idle one is
+closed to make room; a context whose last tab closes is closed too), and a tab idle for
 ``idle_timeout_s`` is closed.
 Chromium's memory grows over thousands of pages, so the browser is replaced every
 ``restart_after_pages`` pages: new tasks go to a new browser while the old one finishes its
 pages in flight, then closes. A crashed tab or a dead browser is a RetryableError
 ``browser_crash``, and a browser that disconnected is relaunched for the next task.
+
+What a page may load: the nodes see the DOM (extract reads the rendered HTML) and what a
+script node evaluates, never the bytes of images, fonts or media, so those are blocked by
+default (``block_resources``; stylesheets are loaded, since a page's scripts and a script
+node can observe layout and computed styles through them). Requests are intercepted only
+as far as the workflow needs: no headers and nothing blocked, no interception at all;
+blocked types alone, the browser's own interception (``Fetch.enable``) asked to stop
+requests of those types only (and the site's favicon with images), so the page's other
+requests never leave the browser process; workflow headers, which must go to the page's own
+site only, Playwright's routing of every request of the tab.
 
 The SSRF guard: Chromium resolves names and follows redirects itself, and Playwright's
 request routing never sees a redirect's next hop (nor WebSockets, nor requests of other
@@ -32,8 +49,10 @@ only to the addresses it checked. Every request, every redirect hop, subresource
 WebSockets and JavaScript navigations included, is checked after DNS resolution, and
 Chromium does no DNS lookup of its own that a rebinding answer could turn. A refused
 main document fails the fetch with BlockedAddressError; a refused subresource is just
-missing from the page. What is left: UDP (WebRTC is restricted to proxied traffic, QUIC is
-off), and the proxy's own lookup is the system resolver's, cached as it caches.
+missing from the page. The proxy runs on a thread and event loop of its own, so relaying
+the browser's bytes never waits for, nor delays, the crawl's node chains. What is left:
+UDP (WebRTC is restricted to proxied traffic, QUIC is off), and the proxy's own lookup is
+the system resolver's, cached as it caches.
 """
 
 from __future__ import annotations
@@ -42,6 +61,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -131,48 +151,65 @@ class _Browser:
 _TabKey = tuple[str, str, tuple[tuple[str, str], ...], frozenset[str], str]
 
 
-class _Tab:
-    """A context with one tab, reused for up to ``pages_per_context`` tasks of a session."""
+class _Context:
+    """A browser context of one session (and its settings), with the tabs open in it. It
+    serves up to ``pages_per_context`` pages, then is retired: no new task is given to it
+    and it is closed when its last tab is."""
 
-    __slots__ = (
-        "context",
-        "crashed",
-        "failed_navigation",
-        "handle",
-        "idle_since",
-        "key",
-        "page",
-        "poisoned",
-        "site",
-        "uses",
-    )
+    __slots__ = ("context", "handle", "key", "retired", "served", "tabs")
 
-    def __init__(
-        self, handle: _Browser, context: BrowserContext, page: PlaywrightPage, key: _TabKey
-    ) -> None:
+    def __init__(self, handle: _Browser, context: BrowserContext, key: _TabKey) -> None:
         self.handle = handle
         self.context = context
-        self.page = page
         self.key = key
-        self.uses = 0
+        self.tabs = 0  # open tabs, in use or idle
+        self.served = 0
+        self.retired = False
+
+
+class _Tab:
+    """A tab of a session's context, reused by the tasks of that session."""
+
+    __slots__ = (
+        "crashed",
+        "idle_since",
+        "owner",
+        "page",
+        "poisoned",
+        "popups",
+        "site",
+    )
+
+    def __init__(self, owner: _Context, page: PlaywrightPage) -> None:
+        self.owner = owner
+        self.page = page
         self.idle_since = 0.0
-        # A script that outlived its timeout (the renderer may still be running it).
+        # A script or navigation that outlived its timeout (the renderer may still be
+        # running it): the tab's whole context is thrown away, which ends the renderer.
         self.poisoned = False
         self.crashed = asyncio.Event()
-        # The URL of the last main-frame navigation request that failed (a redirect's hop,
-        # say), for the error of the fetch.
-        self.failed_navigation: str | None = None
         # The origin of the page being loaded: the workflow's own headers go to it only.
         self.site = ""
+        # The pages this tab opened (and they opened) during the current task.
+        self.popups: list[PlaywrightPage] = []
         page.on("crash", lambda _: self.crashed.set())
 
+        # No "request*" listeners: Playwright sends the events a page has listeners for, and
+        # one per request (a blocked image is a failed request) is work for every page.
         # A plain function: Playwright keeps bookkeeping on handlers, which __slots__ refuse.
-        def request_failed(request: PlaywrightRequest) -> None:
-            with contextlib.suppress(PlaywrightError):  # a request with no frame
-                if request.is_navigation_request() and request.frame == page.main_frame:
-                    self.failed_navigation = request.url
+        def popup(opened: PlaywrightPage) -> None:
+            self.popups.append(opened)
+            opened.on("popup", popup)
 
-        page.on("requestfailed", request_failed)
+        page.on("popup", popup)
+
+    @property
+    def handle(self) -> _Browser:
+        return self.owner.handle
+
+    @property
+    def context(self) -> BrowserContext:
+        return self.owner.context
 
 
 def _tab_key(request: FetchRequest) -> _TabKey:
@@ -202,6 +239,11 @@ class GuardProxy:
     only where ``guard`` allows: it resolves each requested host itself, refuses the host
     when any of its addresses is refused, and connects to the addresses it checked. It
     remembers why its last few connections failed, for the error of a failed navigation.
+
+    It runs in a thread of its own, on an event loop of its own (the guard's lookups
+    included): relaying every byte the browser downloads is steady work that would
+    otherwise queue with the crawl's node chains on the crawl's event loop, and the
+    crawl's loop being busy (a large page parsed) would stall every download.
     """
 
     def __init__(
@@ -217,20 +259,48 @@ class GuardProxy:
         self._handshake_timeout_s = handshake_timeout_s
         self._remember = remember
         self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the proxy thread's
+        self._thread: threading.Thread | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._failures: OrderedDict[tuple[str, int], Exception] = OrderedDict()
+        self._failures_lock = threading.Lock()  # written by the proxy's thread
         self.url = ""  # socks5://127.0.0.1:PORT once started
 
     async def start(self) -> str:
-        """Listen on a free port of 127.0.0.1; the proxy's URL."""
-        if self._server is None:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        """Start the proxy's thread and listen on a free port of 127.0.0.1; the URL."""
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="trawl-guard-proxy", daemon=True
+            )
+            thread.start()
+            try:
+                listening = asyncio.run_coroutine_threadsafe(self._listen(), loop)
+                self._server = await asyncio.wrap_future(listening)
+            except BaseException:
+                await _stop_loop(loop, thread)
+                raise
+            self._loop, self._thread = loop, thread
             port = self._server.sockets[0].getsockname()[1]
             self.url = f"socks5://127.0.0.1:{port}"
         return self.url
 
     async def close(self) -> None:
-        """Stop listening and cut every connection still open."""
+        """Stop listening, cut every connection still open and end the thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._shutdown(), loop))
+        finally:
+            await _stop_loop(loop, thread)
+
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def _shutdown(self) -> None:
+        """On the proxy's loop: stop serving."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -248,7 +318,8 @@ class GuardProxy:
             parsed = URL(url)
         except ValueError:
             return None
-        return self._failures.get((parsed.raw_host or "", parsed.port or 0))
+        with self._failures_lock:
+            return self._failures.get((parsed.raw_host or "", parsed.port or 0))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -268,7 +339,8 @@ class GuardProxy:
                 writer.write(_socks_reply(_reply_code(exc)))
                 await writer.drain()
                 return
-            self._failures.pop((host, port), None)
+            with self._failures_lock:
+                self._failures.pop((host, port), None)
             writer.write(_socks_reply(_SOCKS_OK))
             await writer.drain()
             await asyncio.gather(_pipe(reader, upstream), _pipe(upstream_reader, writer))
@@ -295,10 +367,21 @@ class GuardProxy:
         raise error
 
     def _note(self, host: str, port: int, error: Exception) -> None:
-        self._failures[(host, port)] = error
-        self._failures.move_to_end((host, port))
-        while len(self._failures) > self._remember:
-            self._failures.popitem(last=False)
+        with self._failures_lock:
+            self._failures[(host, port)] = error
+            self._failures.move_to_end((host, port))
+            while len(self._failures) > self._remember:
+                self._failures.popitem(last=False)
+
+
+async def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Stop the proxy thread's loop (its lookups' executor first), join it, close it."""
+    with contextlib.suppress(RuntimeError, TimeoutError):  # stopped already, or stuck
+        ending = asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop)
+        await asyncio.wait_for(asyncio.wrap_future(ending), 10)
+    loop.call_soon_threadsafe(loop.stop)
+    await asyncio.to_thread(thread.join)
+    loop.close()
 
 
 async def _socks_request(
@@ -362,13 +445,13 @@ class BrowserFetcher(Fetcher):
 
     ``executable_path``: a Chromium binary (TRAWL_CHROMIUM_PATH); None uses Playwright's own
     build (``playwright install chromium``). ``max_contexts`` caps the tabs alive at once,
-    in use or idle, which is what bounds the browser's memory. ``pages_per_context`` is how
-    many tasks of one session a tab serves before its context is discarded;
-    ``idle_timeout_s`` how long an idle tab is kept. ``close_timeout_s`` bounds closing a
-    context (a wedged renderer): past it the browser is replaced. ``restart_after_pages``
-    replaces the browser after that many pages. ``guard`` decides which addresses Chromium
-    may connect to (default: ``NetGuard.allow_all()``); a ``GuardProxy`` applies it in
-    front of every connection of the browser.
+    in use or idle (and so the pages rendered at once), which is what bounds the browser's
+    memory. ``pages_per_context`` is how many pages of one session a context serves before
+    it is retired; ``idle_timeout_s`` how long an idle tab is kept. ``close_timeout_s``
+    bounds closing a context (a wedged renderer): past it the browser is replaced.
+    ``restart_after_pages`` replaces the browser after that many pages. ``guard`` decides
+    which addresses Chromium may connect to (default: ``NetGuard.allow_all()``); a
+    ``GuardProxy`` applies it in front of every connection of the browser.
     """
 
     def __init__(
@@ -377,7 +460,7 @@ class BrowserFetcher(Fetcher):
         executable_path: str | None = None,
         max_contexts: int = 8,
         restart_after_pages: int = 500,
-        pages_per_context: int = 8,
+        pages_per_context: int = 100,
         idle_timeout_s: float = 60.0,
         close_timeout_s: float = 5.0,
         launch_timeout_s: float = 60.0,
@@ -396,6 +479,8 @@ class BrowserFetcher(Fetcher):
         self._close_timeout_s = close_timeout_s
         self._idle: list[_Tab] = []  # least recently used first
         self._in_use = 0  # tabs handed to tasks
+        self._contexts: dict[_TabKey, _Context] = {}  # the open context of each key
+        self._context_lock = asyncio.Lock()
         self._executable_path = executable_path
         self._args = [*CHROMIUM_ARGS, *extra_args]
         guard = guard if guard is not None else NetGuard.allow_all()
@@ -412,7 +497,8 @@ class BrowserFetcher(Fetcher):
         self._current: _Browser | None = None
         self._browsers: set[_Browser] = set()
         self.launches = 0  # how many browsers this fetcher has started (restarts + 1)
-        self.contexts_opened = 0  # how many browser contexts (tabs) it has opened
+        self.contexts_opened = 0  # how many browser contexts it has opened
+        self.tabs_opened = 0  # how many tabs it has opened in them
 
     async def start(self) -> None:
         """Start Playwright and launch the first browser (failing here, not on a task)."""
@@ -435,9 +521,7 @@ class BrowserFetcher(Fetcher):
 
     async def close(self) -> None:
         """Close every browser (pages still open are closed with them) and Playwright."""
-        idle, self._idle = self._idle, []
-        for tab in idle:
-            await _close_quietly(tab.context.close())
+        self._idle, self._contexts = [], {}
         browsers, self._browsers, self._current = list(self._browsers), set(), None
         for handle in browsers:
             await _close_quietly(handle.browser.close())
@@ -457,24 +541,25 @@ class BrowserFetcher(Fetcher):
             try:
                 try:
                     tab = await self._tab(handle, request)
-                    tab.failed_navigation = None
                     tab.site = origin_of(request.url)
                     if request.cookies:  # the execution's, for this URL (its own context)
                         await tab.context.add_cookies(_host_cookies(request))
                     html, status, headers = await asyncio.wait_for(
                         _load(tab.page, request), request.timeout_s
                     )
-                except TrawlError as exc:
-                    # An HTTP error page leaves the tab fine; a timeout may leave it busy.
-                    healthy = isinstance(exc, PermanentError)
+                except TrawlError:
+                    # An HTTP error page (or a page of the wrong type) leaves the tab fine.
+                    healthy = True
                     raise
                 except (TimeoutError, PlaywrightTimeoutError) as exc:
                     if tab is not None and tab.crashed.is_set():
                         raise _crash(request.url, "the page crashed") from exc
+                    if tab is not None:  # its renderer may be busy: not for another task
+                        tab.poisoned = True
                     raise classify.timeout(request.url, request.timeout_s) from exc
                 except PlaywrightError as exc:
-                    refused = _proxy_unreachable(request, exc) or self._refusal(
-                        tab, request.url, exc
+                    refused = _proxy_unreachable(request, exc) or await self._refusal(
+                        tab, request, exc
                     )
                     if refused is not None:
                         raise refused from exc
@@ -537,13 +622,23 @@ class BrowserFetcher(Fetcher):
                     await self._close_within(context.close())
                 await self._checkin(handle)
 
-    def _refusal(self, tab: _Tab | None, url: str, exc: PlaywrightError) -> TrawlError | None:
+    async def _refusal(
+        self, tab: _Tab | None, request: FetchRequest, exc: PlaywrightError
+    ) -> TrawlError | None:
         """Why the guard proxy did not connect a failed navigation: BlockedAddressError
-        naming the refused hop, or the connection error it met; None when it was not that."""
+        naming the refused hop, or the connection error it met; None when it was not that.
+        When the page's own URL connected, a redirect's hop is what failed, and Chromium's
+        error does not name it: the navigation is made again once, watching which
+        main-frame request fails (watching every page's requests would cost every page)."""
+        url = request.url
         message = exc.message or str(exc)
         if self._proxy is None or not any(code in message for code in _PROXY_NET_ERRORS):
             return None
-        hops = [tab.failed_navigation] if tab is not None and tab.failed_navigation else []
+        hops = []
+        if tab is not None and self._proxy.failure(url) is None:
+            hop = await _failed_hop(tab.page, request)
+            if hop is not None and hop != url:
+                hops.append(hop)
         for hop in [*hops, url]:
             failure = self._proxy.failure(hop)
             if isinstance(failure, BlockedAddressError):
@@ -554,22 +649,61 @@ class BrowserFetcher(Fetcher):
         return None
 
     async def _tab(self, handle: _Browser, request: FetchRequest) -> _Tab:
-        """An idle tab of ``handle`` fit for ``request`` (same session and settings), else
-        a new context and tab, after closing the oldest idle tabs to make room."""
+        """An idle tab of ``handle`` fit for ``request`` (same session and settings), else a
+        new tab in the session's context (a new context when it has none, or its context
+        has served its quota), after closing the oldest idle tabs to make room."""
         key = _tab_key(request)
         await self._close_stale()
         for index in range(len(self._idle) - 1, -1, -1):
             tab = self._idle[index]
-            if tab.handle is handle and tab.key == key and not tab.page.is_closed():
+            owner = tab.owner
+            if owner.handle is handle and owner.key == key and not owner.retired:
                 del self._idle[index]
-                tab.uses += 1
+                if tab.page.is_closed():
+                    await self._release(tab)
+                    continue
                 self._in_use += 1
+                self._count(owner)
                 return tab
         while self._idle and len(self._idle) + self._in_use >= self._max_contexts:
             await self._discard(self._idle.pop(0))
-        self.contexts_opened += 1
         self._in_use += 1
         try:
+            owner = await self._context_for(handle, request, key)
+            owner.tabs += 1
+            try:
+                page = await owner.context.new_page()
+                tab = _Tab(owner, page)
+                await _intercept(owner.context, tab, request)
+            except BaseException:
+                owner.tabs -= 1
+                if owner.tabs == 0:
+                    await self._close_context(owner)
+                raise
+        except BaseException:
+            self._in_use -= 1
+            raise
+        self.tabs_opened += 1
+        self._count(owner)
+        return tab
+
+    def _count(self, owner: _Context) -> None:
+        """One more page for ``owner``; retired (for new tasks) once it served its quota."""
+        owner.served += 1
+        if owner.served >= self._pages_per_context:
+            self._retire(owner)
+
+    def _retire(self, owner: _Context) -> None:
+        owner.retired = True
+        if self._contexts.get(owner.key) is owner:
+            del self._contexts[owner.key]
+
+    async def _context_for(self, handle: _Browser, request: FetchRequest, key: _TabKey) -> _Context:
+        """The open context of ``key`` on ``handle``, or a new one."""
+        async with self._context_lock:
+            owner = self._contexts.get(key)
+            if owner is not None and owner.handle is handle and not owner.retired:
+                return owner
             proxy = await self._context_proxy(request.proxy) if request.proxy else None
             # The workflow's headers are not the context's extra headers: those go to every
             # host the page asks (its CDN, its analytics), and a header may be a credential.
@@ -578,21 +712,10 @@ class BrowserFetcher(Fetcher):
                 service_workers="block",
                 proxy=proxy,
             )
-        except BaseException:
-            self._in_use -= 1
-            raise
-        try:
-            page = await context.new_page()
-            tab = _Tab(handle, context, page, key)
-            if request.block_resources or request.headers:
-                blocked = frozenset(request.block_resources)
-                await page.route("**/*", _router(blocked, dict(request.headers), tab))
-        except BaseException:
-            self._in_use -= 1
-            await _close_quietly(context.close())
-            raise
-        tab.uses = 1
-        return tab
+            self.contexts_opened += 1
+            owner = _Context(handle, context, key)
+            self._contexts[key] = owner
+            return owner
 
     async def _context_proxy(self, proxy: str) -> ProxySettings:
         """A workflow's proxy (``http://[user:password@]host:port``) for a new context, in
@@ -622,14 +745,18 @@ class BrowserFetcher(Fetcher):
 
     async def _return_tab(self, tab: _Tab, healthy: bool) -> None:
         """Close the pages the task opened; keep a healthy tab for the next task of its
-        session's batch; close it otherwise."""
+        session; close it otherwise, with its whole context when it was poisoned (a
+        renderer that may be spinning, shared by the context's tabs)."""
         self._in_use -= 1
+        owner = tab.owner
+        if tab.poisoned:
+            await self._close_context(owner)
+            return
         reusable = (
             healthy
-            and not tab.poisoned
-            and tab.uses < self._pages_per_context
+            and not owner.retired
             and not tab.crashed.is_set()
-            and tab.handle.usable
+            and owner.handle.usable
             and not tab.page.is_closed()
         )
         if reusable:
@@ -638,13 +765,17 @@ class BrowserFetcher(Fetcher):
             tab.idle_since = asyncio.get_running_loop().time()
             self._idle.append(tab)
         else:
-            await self._discard(tab)
+            await self._release(tab)
 
     async def _close_popups(self, tab: _Tab) -> bool:
-        """Close every page of the tab's context but the tab itself; False if one would
-        not close (the tab is then not fit for reuse)."""
-        for page in tab.context.pages:
-            if page is not tab.page and not await self._close_within(page.close()):
+        """Close the pages the tab opened during its task (every page of its context but
+        the tab, when it is the context's only tab); False if one would not close (the tab
+        is then not fit for reuse)."""
+        popups, tab.popups = tab.popups, []
+        if tab.owner.tabs == 1:
+            popups = [page for page in tab.context.pages if page is not tab.page]
+        for page in popups:
+            if not page.is_closed() and not await self._close_within(page.close()):
                 return False
         return True
 
@@ -655,15 +786,41 @@ class BrowserFetcher(Fetcher):
             await self._discard(self._idle.pop(0))
 
     async def _discard(self, tab: _Tab) -> None:
-        """Close the tab's context, which ends its renderer and every page it opened. A
-        close that hangs (a wedged browser) retires the browser: the next task launches a
-        new one and this one is closed when its last page is done."""
-        if not await self._close_within(tab.context.close()):
-            _log.warning(
-                "closing a browser context took over %.1f s; replacing the browser",
-                self._close_timeout_s,
-            )
-            tab.handle.retired = True
+        """Close an idle tab (to make room, or idle too long)."""
+        await self._release(tab)
+
+    async def _release(self, tab: _Tab) -> None:
+        """Close the tab; its context too when it was the last one, so that a context is
+        never left open without tabs. A close that hangs (a wedged browser) retires the
+        browser: the next task launches a new one and this one is closed when its last
+        page is done."""
+        owner = tab.owner
+        owner.tabs -= 1
+        if owner.tabs <= 0:
+            await self._close_context(owner)
+            return
+        tab.popups.append(tab.page)
+        for page in tab.popups:
+            if not page.is_closed() and not await self._close_within(page.close()):
+                self._wedged(owner)
+                return
+
+    async def _close_context(self, owner: _Context) -> None:
+        """Close a context, which ends its renderers and every page it opened, tabs in use
+        included (their tasks fail as crashed: retried)."""
+        self._retire(owner)
+        stale = [tab for tab in self._idle if tab.owner is owner]
+        if stale:
+            self._idle = [tab for tab in self._idle if tab.owner is not owner]
+        if not await self._close_within(owner.context.close()):
+            self._wedged(owner)
+
+    def _wedged(self, owner: _Context) -> None:
+        _log.warning(
+            "closing a browser context took over %.1f s; replacing the browser",
+            self._close_timeout_s,
+        )
+        owner.handle.retired = True
 
     async def _close_within(self, closing: Awaitable[None]) -> bool:
         """Await ``closing`` for at most ``close_timeout_s``; False when it took longer."""
@@ -724,14 +881,35 @@ class BrowserFetcher(Fetcher):
             await self._dispose(handle)
 
     async def _dispose(self, handle: _Browser) -> None:
-        stale = [tab for tab in self._idle if tab.handle is handle]
-        self._idle = [tab for tab in self._idle if tab.handle is not handle]
-        for tab in stale:
-            await self._close_within(tab.context.close())
+        owners = {id(tab.owner): tab.owner for tab in self._idle if tab.handle is handle}
+        for owner in owners.values():
+            await self._close_context(owner)
         if handle in self._browsers:
             self._browsers.discard(handle)
             if not await self._close_within(handle.browser.close()):
                 _log.warning("a retired browser did not close; Playwright ends it on close()")
+
+
+async def _failed_hop(page: PlaywrightPage, request: FetchRequest) -> str | None:
+    """Navigate to ``request.url`` again and say which main-frame request failed (the URL
+    of a redirect's hop, say); None when none did."""
+    failed: list[str] = []
+
+    def request_failed(sent: PlaywrightRequest) -> None:
+        with contextlib.suppress(PlaywrightError):  # a request with no frame
+            if sent.is_navigation_request() and sent.frame == page.main_frame:
+                failed.append(sent.url)
+
+    page.on("requestfailed", request_failed)
+    try:
+        with contextlib.suppress(PlaywrightError, TimeoutError):
+            await asyncio.wait_for(
+                page.goto(request.url, wait_until="commit", timeout=request.timeout_s * 1000),
+                request.timeout_s,
+            )
+    finally:
+        page.remove_listener("requestfailed", request_failed)
+    return failed[-1] if failed else None
 
 
 async def _load(tab: PlaywrightPage, request: FetchRequest) -> tuple[str, int, dict[str, str]]:
@@ -824,6 +1002,56 @@ def _host_cookies(request: FetchRequest) -> list[SetCookieParam]:
         {"name": name, "value": value, "domain": host, "path": "/"}
         for name, value in request.cookies.items()
     ]
+
+
+# Playwright's resource types (what ``block_resources`` names) as the DevTools protocol's.
+_CDP_RESOURCE_TYPES = {
+    "document": "Document",
+    "stylesheet": "Stylesheet",
+    "image": "Image",
+    "media": "Media",
+    "font": "Font",
+    "script": "Script",
+    "texttrack": "TextTrack",
+    "xhr": "XHR",
+    "fetch": "Fetch",
+    "eventsource": "EventSource",
+    "websocket": "WebSocket",
+    "manifest": "Manifest",
+    "other": "Other",
+}
+
+
+async def _intercept(context: BrowserContext, tab: _Tab, request: FetchRequest) -> None:
+    """Set up a new tab's request handling: none when the workflow has no headers and
+    blocks nothing (every request goes straight through the browser). Blocked resource
+    types alone are refused by the browser's own interception, asked to stop only
+    requests of those types (``Fetch.enable`` with resource-type patterns): the page's
+    other requests never leave the browser process. Workflow headers need every request
+    of the tab looked at (does it go to the page's own site?): Playwright's routing."""
+    blocked = frozenset(request.block_resources)
+    if request.headers:
+        await tab.page.route("**/*", _router(blocked, dict(request.headers), tab))
+        return
+    types = sorted({_CDP_RESOURCE_TYPES[kind] for kind in blocked if kind in _CDP_RESOURCE_TYPES})
+    if not types:
+        return
+    session = await context.new_cdp_session(tab.page)
+
+    async def paused(event: dict[str, Any]) -> None:
+        with contextlib.suppress(PlaywrightError):  # the tab closed meanwhile
+            await session.send(
+                "Fetch.failRequest",
+                {"requestId": event["requestId"], "errorReason": "BlockedByClient"},
+            )
+
+    session.on("Fetch.requestPaused", paused)
+    patterns: list[dict[str, str]] = [
+        {"urlPattern": "*", "resourceType": kind, "requestStage": "Request"} for kind in types
+    ]
+    if "Image" in types:  # the browser's own request for the site's icon: an image too
+        patterns.append({"urlPattern": "*/favicon.ico", "requestStage": "Request"})
+    await session.send("Fetch.enable", {"patterns": patterns})
 
 
 def _router(
