@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from rich.console import Console
@@ -13,7 +14,8 @@ from backends.state import Progress
 
 
 class ProgressDisplay:
-    """Pages done / queued / failed and pages per second, on stderr."""
+    """Pages done / queued / failed, pages per second and each engine's concurrency (from
+    ``levels``, when set), on stderr."""
 
     def __init__(self, stream: TextIO | None = None, plain_every_s: float = 2.0) -> None:
         self._stream = stream or sys.stderr
@@ -23,12 +25,13 @@ class ProgressDisplay:
         self._last_plain = -plain_every_s
         self._status = None
         self._pending: str | None = None  # the newest plain line not printed yet
+        self.levels: Callable[[], Mapping[str, int]] | None = None
         if self._live:
             self._status = self._console.status("starting…", spinner="dots")
             self._status.start()
 
     def update(self, progress: Progress, elapsed_s: float) -> None:
-        line = format_line(progress, elapsed_s)
+        line = format_line(progress, elapsed_s, self.levels() if self.levels else None)
         if self._status is not None:
             self._status.update(line)
         elif elapsed_s - self._last_plain >= self._plain_every_s:
@@ -53,17 +56,24 @@ class ProgressDisplay:
             self._status = None
 
 
-def format_line(progress: Progress, elapsed_s: float) -> str:
+def format_line(
+    progress: Progress, elapsed_s: float, levels: Mapping[str, int] | None = None
+) -> str:
+    """``pages done 120  queued 40 ... 61.2 pages/s  2.0s  concurrency http 24``: the
+    concurrency of each engine that has run a page (autoscaled, it moves)."""
     outcomes = progress.by_outcome
     done = outcomes.get("succeeded", 0)
     failed = outcomes.get("failed", 0)
     queued = max(progress.published - progress.finished, 0)
     rate = progress.finished / elapsed_s if elapsed_s > 0 else 0.0
-    return (
+    line = (
         f"pages done {done}  queued {queued}  failed {failed}  "
         f"filtered {outcomes.get('filtered', 0)}  records {progress.records}  "
         f"{rate:.1f} pages/s  {elapsed_s:.1f}s"
     )
+    if levels:
+        line += "  concurrency " + " ".join(f"{e} {n}" for e, n in levels.items())
+    return line
 
 
 def summary_table(progress: Progress, elapsed_s: float, status: str) -> Table:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from dotenv import dotenv_values
 
 from backends.ratelimit import RatePolicy
 from workflows.ceilings import Ceilings
+
+if TYPE_CHECKING:
+    from worker.autoscale import Concurrency
 
 # backends/postgres/counters.py's MAX_COUNTER_SHARDS (checked by tests/unit/
 # test_counter_settings.py), not imported: it would load the Postgres driver for every command.
@@ -35,7 +39,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gcs_bucket: str = "trawl-outputs"
     gcs_prefix: str = ""
     gcs_create_bucket: bool = False  # emulators and compose; production buckets pre-exist
+    # Tasks in flight per process: the ceiling autoscaling stays under, or the fixed level
+    # with TRAWL_WORKER_AUTOSCALE=0 (docs/operations.md, "Concurrency").
     worker_concurrency: int = 32
+    worker_autoscale: bool = True
+    # Of those, pages the browser engine renders at once (tabs) at most, when autoscaled.
+    worker_browser_concurrency: int = 32
+    # The memory the process and its browsers may use before the autoscaler lowers the
+    # concurrency, in MiB; 0: the container's limit, else 70% of what was available at start.
+    autoscale_memory_mb: int = 0
     worker_id: str | None = None  # default: hostname-pid
     shutdown_grace_s: float = 8.0  # Cloud Run allows 10 s after SIGTERM
     backend_outage_s: float = 300.0  # how long a backend may be down before a worker gives up
@@ -152,6 +164,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         from backends.secret_cipher import SecretCipher  # a bad key fails here too
 
         SecretCipher.from_setting(self.secrets_key)
+        for name in ("worker_concurrency", "worker_browser_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{env_name(name)} must be at least 1, not {getattr(self, name)}")
+        if self.autoscale_memory_mb < 0:
+            raise ValueError("TRAWL_AUTOSCALE_MEMORY_MB must be 0 (automatic) or a number of MiB")
         if not 1 <= self.counter_shards <= MAX_COUNTER_SHARDS:
             raise ValueError(
                 f"TRAWL_COUNTER_SHARDS must be between 1 (one row per execution) and "
@@ -171,6 +188,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "TRAWL_METRICS_INTERVAL_S must be 0 (no backlog metrics) or 1 to 3600 seconds, "
                 f"not {self.metrics_interval_s:g}"
             )
+
+    def concurrency(self, level: int | Literal["auto"] | None = None) -> Concurrency:
+        """Tasks in flight per engine: ``level`` N fixed at N, "auto" autoscaled under
+        ``worker_concurrency``, None as ``worker_autoscale`` says."""
+        from worker.autoscale import Concurrency, default_limits
+        from worker.autoscale_probe import ProcessProbe
+
+        if isinstance(level, int):
+            return Concurrency.fixed(level)
+        if level is None and not self.worker_autoscale:
+            return Concurrency.fixed(self.worker_concurrency)
+        limits = default_limits(self.worker_concurrency, self.worker_browser_concurrency)
+        probe = ProcessProbe(memory_limit_mb=self.autoscale_memory_mb)
+        return Concurrency.auto(self.worker_concurrency, limits, probe)
 
     def chromium(self) -> str | None:
         """The Chromium to launch: the configured one, else a system one, else Playwright's."""

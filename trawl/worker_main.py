@@ -45,7 +45,7 @@ def worker_options(settings: Settings, name: str) -> WorkerOptions:
     """How this deployment's workers run, from its settings."""
     return WorkerOptions(
         worker_id=name,
-        concurrency=settings.worker_concurrency,
+        concurrency=settings.concurrency(),
         grace_s=settings.shutdown_grace_s,
         outage_budget_s=settings.backend_outage_s,
         reconcile_after_s=settings.reconcile_after_s,
@@ -91,6 +91,7 @@ async def _run_worker(settings: Settings, stop: asyncio.Event, sock: socket.sock
             extra={
                 "worker_id": name,
                 "concurrency": settings.worker_concurrency,
+                "autoscale": settings.worker_autoscale,
                 "allow_private_networks": settings.allow_private_networks,
             },
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 from backends.clock import Clock, SystemClock
 from backends.queue import Delivery, TaskQueue
+from worker.autoscale import Concurrency
 from worker.outage import DEFAULT_OUTAGE_BUDGET_S, Outages, StageFailed, ride_out
 from worker.process import Outcome, TaskProcessor
 from worker.sink import Sink, hand_back
@@ -35,7 +36,7 @@ class Pipeline:
         queue: TaskQueue,
         processor: TaskProcessor,
         sink: Sink,
-        concurrency: int,
+        concurrency: int | Concurrency,
         drain_timeout_s: float | None = None,
         outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
         clock: Clock | None = None,
@@ -44,14 +45,19 @@ class Pipeline:
         self._queue = queue
         self._processor = processor
         self._sink = sink
-        self._concurrency = concurrency
+        # How many tasks it holds at once (its processors), and each engine's pages at once
+        # within that: fixed, or autoscaled (worker/autoscale.py).
+        self.concurrency = (
+            concurrency if isinstance(concurrency, Concurrency) else Concurrency.fixed(concurrency)
+        )
+        self._concurrency = self.concurrency.ceiling
         # How long a stop waits for tasks in flight before handing them back; None: no limit.
         self.drain_timeout_s = drain_timeout_s
         self.outage_budget_s = outage_budget_s
         self._clock = clock or SystemClock()
         self._cancel_deadline_s = cancel_deadline_s
-        self._intake: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=concurrency)
-        self._outbox: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=concurrency * 4)
+        self._intake: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=self._concurrency)
+        self._outbox: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=self._concurrency * 4)
         self._stopping = False
         self.in_flight = 0
 
@@ -71,6 +77,8 @@ class Pipeline:
         ]
         receiver = asyncio.create_task(self._receive_loop(), name="receiver")
         stopper = asyncio.create_task(stop.wait())
+        # Not a stage: if it fails, the levels stay where they are (it logs why).
+        scaler = asyncio.create_task(_autoscale(self.concurrency), name="autoscaler")
         failure: StageFailed | None = None
         try:
             done, _ = await asyncio.wait(
@@ -81,7 +89,7 @@ class Pipeline:
         finally:
             # Even when the shutdown itself is cancelled, no stage outlives the pipeline
             # (what they held comes back from the queue after its ack deadline).
-            for task in (receiver, *processors, sink_task, stopper):
+            for task in (receiver, *processors, sink_task, stopper, scaler):
                 task.cancel()
         if failure is not None:
             raise failure
@@ -197,6 +205,13 @@ class Pipeline:
             finally:
                 self.in_flight -= 1
                 self._intake.task_done()
+
+
+async def _autoscale(concurrency: Concurrency) -> None:
+    try:
+        await concurrency.run()
+    except Exception:
+        log.exception("the autoscaler stopped; the concurrency stays as it is")
 
 
 def _first_failure(done: set[asyncio.Task[Any]]) -> StageFailed | None:

@@ -26,6 +26,7 @@ from backends.state import TaskResult
 from backends.task import Task
 from nodes.chain import run_chain
 from nodes.page import Page
+from worker.autoscale import Concurrency
 from worker.context import ExecutionCache
 from worker.endings import Filtered, HandBack, ending_of
 from worker.frontier import Frontier
@@ -80,8 +81,11 @@ class TaskProcessor:
         max_inline_wait_s: float = MAX_INLINE_WAIT_S,
         telemetry: Telemetry | None = None,
         host_policy: RatePolicy | None = None,
+        gates: Concurrency | None = None,
     ) -> None:
         self._t = telemetry or Telemetry.create()
+        # Each engine's pages at once (worker/autoscale.py); None: as many as the pipeline.
+        self._gates = gates
         self._contexts = contexts
         self._fetchers = fetchers
         self._politeness = Politeness(
@@ -102,8 +106,11 @@ class TaskProcessor:
 
     def stop_waiting(self) -> None:
         """The worker is stopping: tasks waiting for a politeness permit are handed back to
-        the queue at once instead of waiting on (they have not started)."""
+        the queue at once instead of waiting on (they have not started); so are those
+        waiting for a place of their engine."""
         self._politeness.stop_waiting()
+        if self._gates is not None:
+            self._gates.stop_waiting()
 
     async def process(self, delivery: Delivery) -> Outcome | None:
         """Run one delivery; None when it was handed back to the queue for later."""
@@ -148,7 +155,11 @@ class TaskProcessor:
         # A cache hit sends no request to the host: no permit.
         cached = await self._fetchers[plan.engine].stored(plan.request)
         async with NO_PERMIT if cached else await self._permit(task, plan.policy):
-            page = await self._fetch_and_nodes(plan)
+            if self._gates is None:
+                page = await self._fetch_and_nodes(plan)
+            else:  # after the permit: a page waiting for its host holds no engine slot
+                async with self._gates.gate(plan.engine).held():
+                    page = await self._fetch_and_nodes(plan)
         with self._t.stage("frontier", links=len(page.links)):
             funnel = await self._frontier.admit(plan.ctx, task, page.links)
         record = build_record(plan, page)

@@ -20,6 +20,7 @@ from backends.clock import Clock, SystemClock
 from backends.fetcher import Fetcher
 from backends.ratelimit import RatePolicy
 from worker.assemble import Assembly, Ports, assemble
+from worker.autoscale import Concurrency
 from worker.outage import DEFAULT_OUTAGE_BUDGET_S
 from worker.reconcile import track_leases
 from worker.robots import RobotsCache
@@ -52,7 +53,8 @@ class WorkerOptions:
     """How one worker runs; ``trawl worker`` takes them from its settings."""
 
     worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:6]}")
-    concurrency: int = 32
+    # Tasks in flight: a fixed number, or autoscaled per engine (worker/autoscale.py).
+    concurrency: int | Concurrency = 32
     grace_s: float = 8.0  # after a stop, to finish what is in flight and flush
     outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S
     reconcile_after_s: float = 300.0

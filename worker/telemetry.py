@@ -13,13 +13,20 @@ their own providers with in-memory exporters.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import Counter, Histogram, MeterProvider, NoOpMeterProvider
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Counter,
+    Histogram,
+    MeterProvider,
+    NoOpMeterProvider,
+    Observation,
+)
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.trace import (
     INVALID_SPAN,
@@ -52,6 +59,8 @@ class Telemetry:
     records: Counter
     funnel: Counter
     proxy_requests: Counter
+    # What the ``trawl.worker.concurrency`` gauge reads: each engine's level, by engine.
+    concurrency_sources: list[Callable[[], Mapping[str, int]]] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -64,6 +73,14 @@ class Telemetry:
         meters = meter_provider or metrics.get_meter_provider()
         tracer = tracers.get_tracer(SCOPE)
         meter = meters.get_meter(SCOPE)
+        sources: list[Callable[[], Mapping[str, int]]] = []
+        meter.create_observable_gauge(
+            "trawl.worker.concurrency",
+            callbacks=[lambda options: _levels(sources, options)],
+            unit="{page}",
+            description="Pages an engine may fetch and process at once in this process "
+            "(autoscaled, or the fixed --concurrency), by engine",
+        )
         return cls(
             # The API's defaults do nothing but cost a little per page: skip them. The SDK is
             # installed (trawl.otel) before the runtime is assembled.
@@ -99,7 +116,12 @@ class Telemetry:
                 description="Requests through a workflow's proxies, by proxy (host:port) "
                 "and outcome (ok, failed, banned)",
             ),
+            concurrency_sources=sources,
         )
+
+    def watch_concurrency(self, levels: Callable[[], Mapping[str, int]]) -> None:
+        """Report ``levels()`` (engine -> level) as the ``trawl.worker.concurrency`` gauge."""
+        self.concurrency_sources.append(levels)
 
     @contextlib.contextmanager
     def task_span(self, task: Task) -> Iterator[Span]:
@@ -160,6 +182,16 @@ class Telemetry:
             stage, phase, marker = key.split("|", 2)
             attributes = {"trawl.stage": stage, "trawl.phase": phase, "trawl.marker": marker}
             self.funnel.add(count, attributes)
+
+
+def _levels(
+    sources: list[Callable[[], Mapping[str, int]]], _options: CallbackOptions
+) -> Iterable[Observation]:
+    return [
+        Observation(level, {"trawl.engine": engine})
+        for levels in sources
+        for engine, level in levels().items()
+    ]
 
 
 def current_trace() -> dict[str, str]:

@@ -73,6 +73,9 @@ def test_run_completes_with_summary_and_records_path(
     progress = [line for line in err.splitlines() if line.startswith("pages done ")]
     assert progress, err
     assert "pages/s" in progress[-1]
+    # The http engine's concurrency, autoscaled by default: in the progress and the summary.
+    assert " concurrency http " in progress[-1], progress[-1]
+    assert any(line.startswith("concurrency: http auto ") for line in err.splitlines()), err
     # The summary: a table per phase with the total, then where the records are.
     assert "crawl completed in " in err
     assert any(line.split()[:4] == ["│", "page", "│", "30"] for line in err.splitlines()), err

@@ -109,6 +109,12 @@ _TUNABLE = {
     "the backlog for OpenTelemetry (15 s); docs/operations.md",
     "TRAWL_RETENTION_DAYS": "Postgres rows of executions ended 90 days ago are pruned; "
     "docs/operations.md",
+    "TRAWL_WORKER_AUTOSCALE": "each engine's concurrency autoscaled under "
+    "TRAWL_WORKER_CONCURRENCY (on); docs/operations.md",
+    "TRAWL_WORKER_BROWSER_CONCURRENCY": "browser tabs at once at most when autoscaled (32); "
+    "docs/operations.md",
+    "TRAWL_AUTOSCALE_MEMORY_MB": "the memory the autoscaler keeps a worker under (0: the "
+    "container's limit); docs/operations.md",
 }
 _EVERYWHERE.update(_TUNABLE)
 _NO_BROWSER = {"TRAWL_CHROMIUM_PATH": "the orchestrator image has no browser"}
