@@ -81,6 +81,46 @@ def trawl_command(engine: str) -> Callable[[str, Path, int], tuple[list[str], di
     return build
 
 
+TRAWL_PACKAGES = ("workflows", "nodes", "worker", "backends", "orchestrator", "trawl")
+
+
+def compile_trawl(log: Callable[[str], None] = print) -> None:
+    """Byte-compile the project's packages (``__pycache__``, gitignored), as ``pip install``
+    does for an installed Trawl and for every peer in its venv: without it each run
+    compiles every module it imports from source (the runs set PYTHONDONTWRITEBYTECODE, so
+    the checkout gets no bytecode otherwise), some 0.1 s of CPU a peer never pays."""
+    log("byte-compiling trawl's packages (python -m compileall) ...")
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "0", *TRAWL_PACKAGES],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def trawl_timings(work: Path, spawned_at: float, ended_at: float) -> dict[str, float] | None:
+    """Where a ``trawl run``'s wall time went, from its files' timestamps (epoch seconds):
+    ``startup_s`` from spawn to its store's lock file (interpreter, imports, workflow, just
+    before the first request), ``export_s`` from the last part file to ``summary.json``
+    (the export, written once the last page is counted), ``exit_s`` from ``summary.json``
+    to the process's end (the summary table, closing, interpreter teardown). None when a
+    run left no such files."""
+    runs = sorted((work / "out").glob("*/state.db.lock"))
+    if not runs:
+        return None
+    run = runs[0].parent
+    summary = run / "export" / "summary.json"
+    parts = [p.stat().st_mtime for p in (run / "parts").rglob("*") if p.is_file()]
+    if not summary.exists() or not parts:
+        return None
+    summary_at = summary.stat().st_mtime
+    return {
+        "startup_s": round(runs[0].stat().st_mtime - spawned_at, 3),
+        "export_s": round(summary_at - max(parts), 3),
+        "exit_s": round(ended_at - summary_at, 3),
+    }
+
+
 def read_trawl(work: Path) -> list[Record]:
     from trawl.local_outputs import exported_records
 
@@ -138,6 +178,13 @@ CRAWLERS: dict[str, Crawler] = {
             read_jsonl,
             "crawlee_playwright",
         ),
+        Crawler(
+            "playwright-loop",
+            "browser",
+            peer_command("playwright_loop", "--chromium", CHROMIUM),
+            read_jsonl,
+            "playwright_loop",
+        ),
     )
 }
 
@@ -167,6 +214,7 @@ def versions(crawler: Crawler) -> dict[str, str]:
         "scrapy": ["scrapy", "twisted", "parsel"],
         "crawlee_parsel": ["crawlee", "parsel", "impit"],
         "crawlee_playwright": ["crawlee", "playwright"],
+        "playwright_loop": ["playwright"],
         "bare_loop": ["aiohttp", "selectolax"],
         None: ["trawl", "aiohttp", "selectolax", "playwright"],
     }[crawler.venv]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import select
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -101,6 +102,7 @@ def run_measured(
             start_new_session=True,  # its own process group: a timeout kills the whole tree
         )
         tree = _Tree(proc.pid)
+        exited = _ExitWaiter(proc.pid)
         samples: list[Sample] = []
         peak_rss = peak_pss = peak_procs = 0
         status = rusage = None
@@ -128,8 +130,9 @@ def run_measured(
                 samples.append(sample)
             if on_sample is not None:
                 on_sample(sample)
-            time.sleep(interval_s)
+            exited(interval_s)
         wall = time.perf_counter() - started
+        exited.close()
         proc.returncode = os.waitstatus_to_exitcode(status) if status is not None else None
         # Whatever the command left running (a daemonised helper) goes with it.
         _kill_group(proc.pid)
@@ -213,6 +216,30 @@ def _pss(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+class _ExitWaiter:
+    """Waits up to the given seconds, returning as soon as the process exits (a pidfd on
+    Linux), so the wall time ends when the command does, not at the next sample (up to
+    ``interval_s`` later: 50 ms on average, 2-3% of a 2-second crawl). A plain sleep where
+    pidfds are missing."""
+
+    def __init__(self, pid: int) -> None:
+        try:
+            self._fd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._fd = None
+
+    def __call__(self, seconds: float) -> None:
+        if self._fd is None:
+            time.sleep(seconds)
+        else:
+            select.select([self._fd], [], [], seconds)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _kill_group(pgid: int) -> None:

@@ -5,16 +5,20 @@ arguments; ``build_parser`` lists them. Commands report failure by raising ``Com
 (or letting ``WorkflowInvalid`` through): ``main`` turns both into a message on stderr and
 an exit code, so no command prints a traceback for a user's mistake. Commands import
 heavy modules (browsers, cloud clients) inside their function, keeping ``trawl validate``
-fast and free of services.
+fast and free of services; and when the command line names a command, only the module that
+registers it is imported (``trawl run`` never loads the distributed commands' modules).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 from trawl.cli_common import (
     EXIT_INVALID,
@@ -26,20 +30,61 @@ from trawl.cli_common import (
     print_warnings,
     start_url_warnings,
 )
-from trawl.dist_commands import add_distributed
-from trawl.prune_commands import add_prune
-from trawl.run_commands import add_preview, add_run
-from trawl.schedule_commands import add_schedules
-from trawl.secrets_commands import add_secrets
-from workflows import WorkflowInvalid, workflow_json_schema
+from workflows import WorkflowInvalid
 from workflows.version import __version__
 
 __all__ = ["CommandError", "add_set_argument", "load_workflow_arg", "main"]
 
+if TYPE_CHECKING:
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+# Who registers which commands, in the order ``trawl --help`` lists them: (module, function,
+# the commands it adds). A command line that names one of them imports only its module
+# (tests/unit/test_cli_startup.py checks that these names are what each function adds).
+REGISTRARS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("trawl.cli", "_add_validate", ("validate",)),
+    ("trawl.cli", "_add_schema", ("schema",)),
+    ("trawl.run_commands", "add_run", ("run",)),
+    ("trawl.run_commands", "add_preview", ("preview",)),
+    (
+        "trawl.dist_commands",
+        "add_distributed",
+        (
+            "migrate",
+            "worker",
+            "setup",
+            "orchestrator",
+            "keys",
+            "webhooks",
+            "failures",
+            "submit",
+            "status",
+            "cancel",
+            "reconcile",
+            "export",
+        ),
+    ),
+    ("trawl.secrets_commands", "add_secrets", ("secrets",)),
+    ("trawl.schedule_commands", "add_schedules", ("schedules",)),
+    ("trawl.prune_commands", "add_prune", ("prune",)),
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code (the console script passes it to sys.exit)."""
-    parser = build_parser()
+    code = _main(sys.argv[1:] if argv is None else list(argv))
+    if argv is None:
+        # The process's own command (the console script, ``python -m trawl``), about to
+        # exit: what it made is garbage, and the interpreter's last collections would walk
+        # all of it (a crawl's seen set, its tasks...) for nothing, 0.1-0.3 s of a `trawl
+        # run`. Frozen objects are left out of them; finalizers and atexit still run. A
+        # caller's in-process call (argv given) keeps its collector as it was.
+        gc.freeze()
+    return code
+
+
+def _main(argv: list[str]) -> int:
+    parser = build_parser(_command_named(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help and on usage errors
@@ -64,23 +109,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every command registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every command registered; with ``command`` (one of them),
+    only the commands of the module that registers it, which alone is imported."""
     parser = argparse.ArgumentParser(
         prog="trawl", description="An async, event-driven crawl orchestrator."
     )
     parser.add_argument("--version", action="version", version=f"trawl {__version__}")
     parser.set_defaults(handler=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _add_validate(commands)
-    _add_schema(commands)
-    add_run(commands)
-    add_preview(commands)
-    add_distributed(commands)
-    add_secrets(commands)
-    add_schedules(commands)
-    add_prune(commands)
+    for module, function, names in REGISTRARS:
+        if command is None or command in names:
+            _registrar(module, function)(commands)
     return parser
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names when it starts with one (else None: every command is
+    registered, for ``--help``, ``--version`` and usage errors)."""
+    if not argv:
+        return None
+    known = {name for _, _, names in REGISTRARS for name in names}
+    return argv[0] if argv[0] in known else None
+
+
+def _registrar(module: str, function: str) -> Callable[[Commands], None]:
+    add: Callable[[Commands], None] = getattr(importlib.import_module(module), function)
+    return add
 
 
 def print_problems(error: WorkflowInvalid) -> None:
@@ -90,7 +145,7 @@ def print_problems(error: WorkflowInvalid) -> None:
         print(problem, file=sys.stderr)
 
 
-def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_validate(commands: Commands) -> None:
     parser = commands.add_parser(
         "validate",
         help="check a workflow file and list every problem",
@@ -112,7 +167,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_schema(commands: Commands) -> None:
     parser = commands.add_parser(
         "schema",
         help="print the JSON Schema of workflow files",
@@ -124,5 +179,7 @@ def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Editors validate and complete workflow files with it."""
+    from workflows import workflow_json_schema
+
     print(json.dumps(workflow_json_schema(), indent=2))
     return EXIT_OK

@@ -6,7 +6,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Literal, TextIO
 
 from workflows import Workflow, load_workflow_file
 from workflows.rules import CrawlRules
@@ -90,3 +90,16 @@ def print_warnings(warnings: Sequence[str], stream: TextIO | None = None) -> Non
     """Each as ``warning: <path>: <message>`` on stderr."""
     for warning in warnings:
         print(f"warning: {warning}", file=stream or sys.stderr)
+
+
+def concurrency_arg(text: str) -> int | Literal["auto"]:
+    """``--concurrency``: "auto", or a number of tasks in flight (at least 1)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        level = int(text)
+    except ValueError:
+        level = 0
+    if level < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a number from 1, not {text!r}")
+    return level

@@ -15,10 +15,10 @@ import contextlib
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 import msgspec
 
@@ -36,6 +36,7 @@ from backends.state import Execution, ExecutionStatus, Progress, StateStore
 from trawl.progress import ProgressDisplay
 from trawl.settings import Settings
 from worker.assemble import Assembly, Ports
+from worker.autoscale import Concurrency
 from worker.context import ExecutionContext
 from worker.embedded import ProgressCallback, assemble_embedded, run_until_complete
 from worker.engines import open_engines
@@ -101,6 +102,8 @@ class RunResult:
     cache: CacheStats | None = None  # what the HTTP cache did (``--cache``), if there was one
     # Each proxy's health at the end (``ProxyPool.health``), for a workflow with proxies.
     proxies: list[dict[str, object]] = field(default_factory=list)
+    # Each engine's concurrency at the end and, autoscaled, its range: "http auto 24 (16 to 28)".
+    concurrency: str = ""
 
     def where(self, path: str) -> str:
         """Where an output object (a path relative to the outputs) is, for people."""
@@ -116,7 +119,7 @@ async def run_embedded(
     fetchers: Mapping[str, Fetcher],
     robots: RobotsCache,
     source_text: str = "",
-    concurrency: int = 16,
+    concurrency: int | Concurrency = 16,
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
     on_progress: ProgressCallback | None = None,
@@ -169,6 +172,7 @@ async def run_embedded(
             concurrency=concurrency,
             telemetry=telemetry,
             host_policy=host_policy,
+            drained=_drained(store.queue),
         )
         await _begin(
             store,
@@ -192,7 +196,17 @@ async def run_embedded(
         await store.close()
     result = RunResult(ended.execution, ended.progress, ended.export, out_dir, location)
     result.proxies = pool.health() if pool is not None else []
+    result.concurrency = stages.pipeline.concurrency.describe()
     return result
+
+
+def _drained(queue: TaskQueue) -> Callable[[], bool] | None:
+    """Whether this run's own queue has nothing to hand out (no task ready or waiting out a
+    delay): with nothing in flight either, the crawl is at its end and the sink flushes at
+    once."""
+    if not isinstance(queue, MemoryTaskQueue):
+        return None
+    return lambda: queue.pending() == queue.in_flight()
 
 
 async def _begin(
@@ -334,7 +348,7 @@ async def crawl(
     out_dir: Path,
     settings: Settings,
     source_text: str = "",
-    concurrency: int | None = None,
+    concurrency: int | Literal["auto"] | None = None,
     stream: TextIO | None = None,
     handle_signals: bool = True,
     resume: bool = False,
@@ -350,7 +364,9 @@ async def crawl(
     no export, but what the store holds is still resumable. ``resume`` continues the newest
     unfinished run in ``out_dir`` (ResumeError if there is none); ``recrawl`` starts one
     that recrawls an earlier run. ``cache``: pages answered from an HTTP cache where they
-    can be, its counts in the result. ``secrets``: as for ``run_embedded``."""
+    can be, its counts in the result. ``secrets``: as for ``run_embedded``.
+    ``concurrency``: N pages at once, "auto" autoscaled (worker/autoscale.py), None as the
+    settings say (autoscaled unless TRAWL_WORKER_AUTOSCALE=0)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = False
@@ -367,6 +383,8 @@ async def crawl(
             loop.add_signal_handler(signal.SIGINT, on_signal)
             loop.add_signal_handler(signal.SIGTERM, on_signal)
             installed = True
+    levels = settings.concurrency(concurrency)
+    display.levels = levels.levels
     try:
         async with open_fetchers(workflow, settings, cache=cache) as (fetchers, robots):
             result = await run_embedded(
@@ -375,7 +393,7 @@ async def crawl(
                 fetchers=fetchers,
                 robots=robots,
                 source_text=source_text,
-                concurrency=concurrency or settings.worker_concurrency,
+                concurrency=levels,
                 stop=stop,
                 on_progress=display.update,
                 resume=resume,

@@ -21,6 +21,7 @@ from trawl.cli_common import (
     EXIT_OK,
     CommandError,
     add_set_argument,
+    concurrency_arg,
     load_workflow_arg,
     print_warnings,
     start_url_warnings,
@@ -62,7 +63,12 @@ def add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="the engine of phases that do not choose one (overrides the workflow's default)",
     )
     parser.add_argument(
-        "--concurrency", type=int, default=None, help="tasks in flight (TRAWL_WORKER_CONCURRENCY)"
+        "--concurrency",
+        type=concurrency_arg,
+        default=None,
+        metavar="auto|N",
+        help="pages in flight: auto (the default, unless TRAWL_WORKER_AUTOSCALE=0) rises and "
+        "falls with CPU, memory and event-loop lag up to TRAWL_WORKER_CONCURRENCY; N: exactly N",
     )
     parser.add_argument(
         "--resume",
@@ -96,8 +102,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     workflow = _workflow_with_engine(args)
     print_warnings(start_url_warnings(workflow))
-    if args.concurrency is not None and args.concurrency < 1:
-        raise CommandError("--concurrency must be at least 1")
     settings = _settings(load_settings)
     secrets = run_secrets(workflow, args.ask_secrets)  # exit 2 naming any that is missing
     cache = open_cache(args, workflow)
@@ -229,6 +233,8 @@ def print_summary(result: RunResult, elapsed_s: float, stream: TextIO | None = N
         console.print(f"cache: {result.cache.describe()}", soft_wrap=True)
     if result.proxies:
         console.print("proxies: " + proxies_line(result.proxies), soft_wrap=True)
+    if result.concurrency:
+        console.print(f"concurrency: {result.concurrency}", soft_wrap=True)
     if result.export is not None:
         records_file = result.where(result.export.export_path)
         console.print(f"records: {result.export.records} in {records_file}", soft_wrap=True)

@@ -6,7 +6,7 @@ both get it from here, so a stage added to one cannot be missing from the other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from backends.blobs import BlobStore
@@ -17,6 +17,7 @@ from backends.queue import TaskQueue
 from backends.ratelimit import RateLimiter, RatePolicy
 from backends.seen import SeenSet
 from backends.state import StateStore
+from worker.autoscale import Concurrency
 from worker.completion import Completion
 from worker.context import ExecutionCache
 from worker.frontier import Frontier
@@ -56,7 +57,7 @@ def assemble(
     fetchers: Mapping[str, Fetcher],
     robots: RobotsCache,
     clock: Clock,
-    concurrency: int,
+    concurrency: int | Concurrency,
     worker_id: str,
     sink_batch: int = 256,
     sink_delay_s: float = 0.5,
@@ -65,9 +66,18 @@ def assemble(
     telemetry: Telemetry | None = None,
     outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
     host_policy: RatePolicy | None = None,
+    drained: Callable[[], bool] | None = None,
 ) -> Assembly:
     """Wire receive → process → sink → ack over ``ports``; after each flush, held tasks are
-    released into the room finishes made, then completion is checked."""
+    released into the room finishes made, then completion is checked. ``concurrency``: a
+    fixed number of tasks in flight, or each engine's level autoscaled (worker/autoscale.py).
+    ``drained``: true when the queue has nothing more to hand out (an embedded run's own
+    queue); with no task in flight either, the sink flushes at once instead of waiting out
+    its delay, so the last pages complete the execution without an idle wait."""
+    if not isinstance(concurrency, Concurrency):
+        concurrency = Concurrency.fixed(concurrency)
+    telemetry = telemetry or Telemetry.create()
+    telemetry.watch_concurrency(concurrency.levels)
     contexts = ExecutionCache(ports.state)
     completion = Completion(ports.state, ports.blobs, clock)
     frontier = Frontier(ports.seen, ports.state, ports.queue, clock)
@@ -89,6 +99,7 @@ def assemble(
         max_inline_wait_s=max_inline_wait_s,
         telemetry=telemetry,
         host_policy=host_policy,
+        gates=concurrency,
     )
     sink = Sink(
         blobs=ports.blobs,
@@ -110,4 +121,7 @@ def assemble(
         outage_budget_s=outage_budget_s,
         clock=clock,
     )
+    if drained is not None:
+        is_drained = drained
+        sink.idle = lambda: pipeline.in_flight == 0 and is_drained()
     return Assembly(ports, contexts, frontier, completion, pipeline)

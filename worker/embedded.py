@@ -21,6 +21,7 @@ from backends.fetcher import Fetcher
 from backends.ratelimit import RatePolicy
 from backends.state import Execution, Progress
 from worker.assemble import Assembly, Ports, assemble
+from worker.autoscale import Concurrency
 from worker.export import ExportResult
 from worker.robots import RobotsCache
 from worker.telemetry import Telemetry
@@ -49,12 +50,15 @@ def assemble_embedded(
     fetchers: Mapping[str, Fetcher],
     robots: RobotsCache,
     clock: Clock,
-    concurrency: int,
+    concurrency: int | Concurrency,
     telemetry: Telemetry | None = None,
     host_policy: RatePolicy | None = None,
+    drained: Callable[[], bool] | None = None,
 ) -> Assembly:
     """The pipeline of one embedded run over ``ports``: a short drain on a stop, and a
-    worker name of its own so a resumed run never overwrites the part files of the first."""
+    worker name of its own so a resumed run never overwrites the part files of the first.
+    ``drained``: whether the run's queue has nothing left to hand out; the last pages are
+    then counted at once, not after the sink's batching delay (worker/assemble.py)."""
     return assemble(
         ports,
         fetchers=fetchers,
@@ -65,6 +69,7 @@ def assemble_embedded(
         drain_timeout_s=STOP_DRAIN_S,
         telemetry=telemetry,
         host_policy=host_policy,
+        drained=drained,
     )
 
 

@@ -65,6 +65,10 @@ class Sink:
         self._seq = 0
         self.outage_budget_s = outage_budget_s
         self.outages = outages or Outages()
+        # When set and true after a batch is taken in, the batch is flushed at once rather
+        # than at ``max_delay_s``: nothing else is coming (an embedded run's last pages), so
+        # waiting would only delay completion.
+        self.idle: Callable[[], bool] | None = None
 
     async def run(self, inbox: asyncio.Queue[Outcome | None]) -> None:
         """Drain ``inbox`` until it yields None, flushing by size or age."""
@@ -93,7 +97,11 @@ class Sink:
                         await self.flush(batch)
                         return
                     batch.append(nxt)
-            if batch and (len(batch) >= self._max_batch or timed_out):
+            if batch and (
+                len(batch) >= self._max_batch
+                or timed_out
+                or (self.idle is not None and inbox.empty() and self.idle())
+            ):
                 await self.flush(batch)
                 batch = []
                 deadline = None

@@ -15,8 +15,6 @@ import codecs
 import re
 from functools import lru_cache
 
-import charset_normalizer
-
 # How far into the body a <meta> declaration counts (the HTML spec's prescan reads 1024
 # bytes; real pages put long <title>s and scripts first, so we allow a little more).
 META_SCAN_BYTES = 2048
@@ -108,6 +106,9 @@ def sniff_meta_charset(head: bytes) -> str | None:
 
 
 def _detect(body: bytes) -> str | None:
+    # Imported here: it loads some twenty codecs, and most pages never get this far.
+    import charset_normalizer
+
     best = charset_normalizer.from_bytes(body).best()
     return None if best is None else str(best.encoding)
 
@@ -115,35 +116,42 @@ def _detect(body: bytes) -> str | None:
 def detect_charset(body: bytes) -> str:
     """The codec for an undeclared, non-UTF-8 body."""
     codec = codec_for(_detect(body))
-    if codec is None or codecs.lookup(codec).name in _LATIN_SINGLE_BYTE:
+    if codec is None or codecs.lookup(codec).name in _latin_single_byte():
         return _FALLBACK
     return codec
 
 
 # Latin-script single-byte code pages: told apart from windows-1252 only by a few accented
 # letters, which is where detectors guess wrong on short text. Browsers say windows-1252.
-_LATIN_SINGLE_BYTE = frozenset(
-    codecs.lookup(name).name
-    for name in (
-        "cp1250",
-        "cp1252",
-        "cp1254",
-        "cp1257",
-        "cp850",
-        "cp437",
-        "mac_roman",
-        "mac_latin2",
-        "latin_1",
-        "iso8859_2",
-        "iso8859_3",
-        "iso8859_4",
-        "iso8859_9",
-        "iso8859_10",
-        "iso8859_13",
-        "iso8859_14",
-        "iso8859_15",
-        "iso8859_16",
-    )
+# Looked up on first use: each lookup imports a codec module.
+@lru_cache(maxsize=1)
+def _latin_single_byte() -> frozenset[str]:
+    return frozenset(_canonical(name) for name in _LATIN_SINGLE_BYTE_NAMES)
+
+
+def _canonical(name: str) -> str:
+    return codecs.lookup(name).name
+
+
+_LATIN_SINGLE_BYTE_NAMES = (
+    "cp1250",
+    "cp1252",
+    "cp1254",
+    "cp1257",
+    "cp850",
+    "cp437",
+    "mac_roman",
+    "mac_latin2",
+    "latin_1",
+    "iso8859_2",
+    "iso8859_3",
+    "iso8859_4",
+    "iso8859_9",
+    "iso8859_10",
+    "iso8859_13",
+    "iso8859_14",
+    "iso8859_15",
+    "iso8859_16",
 )
 
 
