@@ -252,6 +252,9 @@ async def run_worker(setup: Setup, round_no: int) -> dict[str, Any]:
             gcs_endpoint=setup.gcs,
             logs=work / "logs",
             TRAWL_WORKER_CONCURRENCY=str(setup.concurrency),
+            # The same fixed level as `trawl run --concurrency N`: CPU per page compared at
+            # equal concurrency, not one autoscaled against one fixed.
+            TRAWL_WORKER_AUTOSCALE="0",
             TRAWL_LOG_FORMAT="json",
             PYTHONDONTWRITEBYTECODE="1",
             **setup.worker_env,
