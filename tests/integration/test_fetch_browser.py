@@ -170,8 +170,7 @@ async def test_disconnected_browser_is_relaunched(chromium_path: str, site: Site
     fetcher = BrowserFetcher(executable_path=chromium_path)
     await fetcher.start()
     try:
-        assert fetcher._current is not None
-        await fetcher._current.browser.close()  # as if Chromium had died
+        await fetcher._live[True].browser.close()  # as if Chromium had died
         page = await fetch(fetcher, site.url("/product/10"))
         assert page.css("h1")[0].text() == "Aqua Filter 10"
         assert fetcher.launches == 2

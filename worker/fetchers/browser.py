@@ -1,6 +1,7 @@
 """The browser engine: Chromium through Playwright, for pages that need JavaScript.
 
-One browser per process. Each session (an execution, which belongs to one tenant) with
+One browser per process (two when some workflows block images and fonts and others do not: below).
+Each session (an execution, which belongs to one tenant) with
 given settings (user agent, headers, blocked resource types, proxy) gets one browser
 context, and its pages are rendered in tabs of that context: a tab is kept for the
 session's next page, and pages in flight at once get more tabs of the same context.
@@ -37,7 +38,12 @@ as far as the workflow needs: no headers and nothing blocked, no interception at
 blocked types alone, the browser's own interception (``Fetch.enable``) asked to stop
 requests of those types only (and the site's favicon with images), so the page's other
 requests never leave the browser process; workflow headers, which must go to the page's own
-site only, Playwright's routing of every request of the tab.
+site only, Playwright's routing of every request of the tab. Each request the interception
+stops is still a round trip through Playwright's driver to Python and back, so images and
+web fonts (the most numerous) are not requested at all when both are blocked (the default):
+such a request goes to a browser launched with images and remote fonts turned off in Blink,
+and any other to a second browser, launched on the first such request; each kind is
+replaced every ``restart_after_pages`` of its pages.
 
 The SSRF guard: Chromium resolves names and follows redirects itself, and Playwright's
 request routing never sees a redirect's next hop (nor WebSockets, nor requests of other
@@ -129,16 +135,25 @@ _GUARDED_ARGS = (
     "--proxy-bypass-list=<-loopback>",
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 )
+# For requests that block images and fonts (the default): Blink itself never requests an
+# image (<img>, CSS backgrounds, new Image()) nor a web font, where the interception below
+# would pause each one and fail it from Python (a round trip through Playwright's driver per
+# request). Browser-wide, so such requests get a browser of their own kind
+# (BrowserFetcher._live); the interception stays, for what these flags do not cover.
+_LEAN_ARGS = ("--blink-settings=imagesEnabled=false", "--disable-remote-fonts")
 _CRASH_MARKERS = ("crash", "has been closed", "Target closed", "Connection closed")
 
 
 class _Browser:
-    """One launched browser and how many pages it has served and is serving."""
+    """One launched browser and how many pages it has served and is serving.
+    ``lean``: launched with images and web fonts turned off in Blink (``_LEAN_ARGS``),
+    for requests that block both."""
 
-    __slots__ = ("browser", "in_flight", "retired", "served")
+    __slots__ = ("browser", "in_flight", "lean", "retired", "served")
 
-    def __init__(self, browser: Browser) -> None:
+    def __init__(self, browser: Browser, lean: bool) -> None:
         self.browser = browser
+        self.lean = lean
         self.in_flight = 0
         self.served = 0
         self.retired = False
@@ -210,6 +225,12 @@ class _Tab:
     @property
     def context(self) -> BrowserContext:
         return self.owner.context
+
+
+def _lean(request: FetchRequest) -> bool:
+    """Whether the request goes to a browser with images and web fonts turned off: it
+    blocks both (as the default does)."""
+    return "image" in request.block_resources and "font" in request.block_resources
 
 
 def _tab_key(request: FetchRequest) -> _TabKey:
@@ -494,7 +515,9 @@ class BrowserFetcher(Fetcher):
         self._slots = asyncio.Semaphore(max_contexts)
         self._launch_lock = asyncio.Lock()
         self._playwright: Playwright | None = None
-        self._current: _Browser | None = None
+        # The live browser of each kind: lean (images and web fonts off, for requests
+        # blocking both, as the default does) or not. A kind's first request launches it.
+        self._live: dict[bool, _Browser] = {}
         self._browsers: set[_Browser] = set()
         self.launches = 0  # how many browsers this fetcher has started (restarts + 1)
         self.contexts_opened = 0  # how many browser contexts it has opened
@@ -509,7 +532,7 @@ class BrowserFetcher(Fetcher):
         try:
             self._playwright = await async_playwright().start()
             try:
-                self._current = await self._launch()
+                self._live[True] = await self._launch(lean=True)
             except BaseException:
                 await self._playwright.stop()
                 self._playwright = None
@@ -522,7 +545,7 @@ class BrowserFetcher(Fetcher):
     async def close(self) -> None:
         """Close every browser (pages still open are closed with them) and Playwright."""
         self._idle, self._contexts = [], {}
-        browsers, self._browsers, self._current = list(self._browsers), set(), None
+        browsers, self._browsers, self._live = list(self._browsers), set(), {}
         for handle in browsers:
             await _close_quietly(handle.browser.close())
         playwright, self._playwright = self._playwright, None
@@ -535,7 +558,7 @@ class BrowserFetcher(Fetcher):
     async def open(self, request: FetchRequest) -> AsyncIterator[Page]:
         """Render ``request.url`` in a tab of its own for the duration of the block."""
         async with self._slots:
-            handle = await self._checkout()
+            handle = await self._checkout(_lean(request))
             tab: _Tab | None = None
             healthy = False
             try:
@@ -595,7 +618,7 @@ class BrowserFetcher(Fetcher):
         ones included, are the session. RuntimeError when the script throws; the
         engine's errors (timeout, connection, blocked_address) otherwise."""
         async with self._slots:
-            handle = await self._checkout()
+            handle = await self._checkout(_lean(request))
             context: BrowserContext | None = None
             try:
                 context = await handle.browser.new_context(
@@ -830,34 +853,35 @@ class BrowserFetcher(Fetcher):
             return False
         return True
 
-    async def _launch(self) -> _Browser:
+    async def _launch(self, lean: bool) -> _Browser:
         assert self._playwright is not None, "BrowserFetcher.start() was not called"
         proxy = ProxySettings(server=self._proxy.url) if self._proxy is not None else None
         browser = await self._playwright.chromium.launch(
             executable_path=self._executable_path,
             headless=True,
-            args=self._args,
+            args=[*self._args, *_LEAN_ARGS] if lean else self._args,
             timeout=self._launch_timeout_s * 1000,
             proxy=proxy,
         )
-        handle = _Browser(browser)
+        handle = _Browser(browser, lean)
         self._browsers.add(handle)
         self.launches += 1
         return handle
 
-    async def _checkout(self) -> _Browser:
-        """The browser for the next page: the current one, or a new one when the current
-        has served its quota or died. Counts the page against it."""
-        current = self._current
+    async def _checkout(self, lean: bool) -> _Browser:
+        """The browser of the kind for the next page: the live one, or a new one when it
+        has served its quota or died (or there is none yet). Counts the page against it."""
+        current = self._live.get(lean)
         if current is None or not current.usable:
             async with self._launch_lock:
-                current = self._current
+                current = self._live.get(lean)
                 if current is None or not current.usable:
                     if self._playwright is None:
                         raise RuntimeError("BrowserFetcher.start() was not called")
                     old = current
                     try:
-                        current = self._current = await self._launch()
+                        current = await self._launch(lean)
+                        self._live[lean] = current
                     except PlaywrightError as exc:
                         raise RetryableError(
                             f"could not launch Chromium: {exc.message}",
@@ -876,8 +900,8 @@ class BrowserFetcher(Fetcher):
     async def _checkin(self, handle: _Browser) -> None:
         handle.in_flight -= 1
         if handle.in_flight == 0 and (handle.retired or not handle.browser.is_connected()):
-            if handle is self._current:
-                self._current = None
+            if self._live.get(handle.lean) is handle:
+                del self._live[handle.lean]
             await self._dispose(handle)
 
     async def _dispose(self, handle: _Browser) -> None:
