@@ -1,10 +1,11 @@
 """The Page the nodes act on, and the elements they select.
 
 Both engines end in the same place: the http fetcher hands over the response body, the
-browser fetcher the rendered DOM (``page.content()``), and one parser reads either. That is
-what makes the records of a static page identical across engines. CSS runs on lexbor
-(selectolax), the faster parser by measurement (bench/results/ARCHIVE.md); XPath, which
-lexbor lacks, runs on an lxml tree built only when a workflow asks for XPath.
+browser fetcher the rendered DOM serialized as HTML (worker/fetchers/dom.py), and one
+parser reads either. That is what makes the records of a static page identical across
+engines. CSS runs on lexbor (selectolax), the faster parser by measurement
+(bench/results/ARCHIVE.md); XPath, which lexbor lacks, runs on an lxml tree built only when
+a workflow asks for XPath.
 """
 
 from __future__ import annotations

@@ -258,6 +258,18 @@ async def js_product(request: web.Request) -> web.Response:
     return _html(js_product_html(int(request.match_info["n"])))
 
 
+# A page whose script breaks the serialization the browser engine asks for in the page's
+# own world: reading any element's outerHTML throws.
+TAMPERED_HTML = """<!doctype html><html><head><title>Tampered</title></head><body>
+<h1>Real heading</h1><a href="/product/1">one</a>
+<script>Object.defineProperty(Element.prototype, "outerHTML", {
+  get() { throw new Error("not for crawlers"); } });</script></body></html>"""
+
+
+async def tampered(request: web.Request) -> web.Response:
+    return _html(TAMPERED_HTML)
+
+
 async def image(request: web.Request) -> web.Response:
     return web.Response(body=PNG_1PX, content_type="image/png")
 
@@ -486,6 +498,7 @@ def build_app(log: RequestLog | None = None) -> web.Application:
     r.add_get("/product/{n:\\d+}", product)
     r.add_get("/catalog/{n:\\d+}", catalog_with_base)
     r.add_get("/js/product/{n:\\d+}", js_product)
+    r.add_get("/js/tampered", tampered)
     r.add_get("/img/{name}", image)
     r.add_get("/shop/img/{name}", image)
     r.add_get("/static/site.css", stylesheet)

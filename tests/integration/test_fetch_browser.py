@@ -50,6 +50,17 @@ async def test_javascript_content_is_rendered(
     assert page.css(".loading") == []
 
 
+async def test_a_page_that_breaks_serialization_is_still_read(
+    browser_fetcher: BrowserFetcher, site: SiteServer
+) -> None:
+    # The page's own world throws on outerHTML: the DOM is read from Playwright's
+    # isolated world instead, out of the page's reach.
+    page = await fetch(browser_fetcher, site.url("/js/tampered"))
+    assert page.css("h1")[0].text() == "Real heading"
+    assert page.css("title")[0].text() == "Tampered"
+    assert page.html.startswith("<!DOCTYPE html>")
+
+
 async def test_evaluate_reads_the_live_page(
     browser_fetcher: BrowserFetcher, site: SiteServer
 ) -> None:

@@ -7,11 +7,15 @@ context, and its pages are rendered in tabs of that context: a tab is kept for t
 session's next page, and pages in flight at once get more tabs of the same context.
 Opening a context and a tab costs a renderer process (~0.1-1 s on a small machine), more
 than rendering a typical page, and a renderer kept across pages keeps the site's scripts
-compiled and its files cached. A context serves ``pages_per_context`` pages (default 100;
-with 500, a 5,000-page crawl's peak PSS was 2.1 GB against 1.3 GB: bench/README.md), then
-is retired: it takes no new page and is closed when its last tab is;
+compiled and its files cached. A context serves ``pages_per_context`` pages (default 500,
+the browser's own lifetime: a context replaced every 100 pages cost ~10% more CPU per page
+on the JS benchmark site, for a 5,000-page crawl's peak PSS of 1.2 GB against 1.7 GB:
+bench/README.md), then is retired: it takes no new page and is closed when its last tab is;
 ``pages_per_context=1`` gives a fresh context per page. The yielded Page is the live tab,
-so script nodes can evaluate in it.
+so script nodes can evaluate in it; its HTML is the DOM as the page's own world serializes
+it, read over the tab's DevTools session (worker/fetchers/dom.py: Playwright's
+``content()`` builds a JavaScript world of its own in every document, the dearest step of
+reading a page).
 
 Isolation: a context, and its tabs, are only ever used by requests of the same ``session``
 with the same settings, so cookies, storage and open pages never cross from one execution
@@ -77,6 +81,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from playwright.async_api import (
     Browser,
     BrowserContext,
+    CDPSession,
     Playwright,
     ProxySettings,
     Route,
@@ -92,6 +97,7 @@ from backends.errors import PermanentError, RetryableError, TrawlError
 from backends.fetcher import Fetcher, FetchRequest
 from nodes.page import Page
 from worker.fetchers import classify
+from worker.fetchers.dom import read_html
 from worker.netguard import BlockedAddressError, NetGuard
 from workflows.urls import origin_of
 
@@ -192,12 +198,16 @@ class _Tab:
         "page",
         "poisoned",
         "popups",
+        "session",
         "site",
     )
 
     def __init__(self, owner: _Context, page: PlaywrightPage) -> None:
         self.owner = owner
         self.page = page
+        # The tab's own DevTools session: reads the DOM (worker/fetchers/dom.py) and,
+        # where the workflow blocks resource types, stops them.
+        self.session: CDPSession | None = None
         self.idle_since = 0.0
         # A script or navigation that outlived its timeout (the renderer may still be
         # running it): the tab's whole context is thrown away, which ends the renderer.
@@ -481,7 +491,7 @@ class BrowserFetcher(Fetcher):
         executable_path: str | None = None,
         max_contexts: int = 8,
         restart_after_pages: int = 500,
-        pages_per_context: int = 100,
+        pages_per_context: int = 500,
         idle_timeout_s: float = 60.0,
         close_timeout_s: float = 5.0,
         launch_timeout_s: float = 60.0,
@@ -568,7 +578,7 @@ class BrowserFetcher(Fetcher):
                     if request.cookies:  # the execution's, for this URL (its own context)
                         await tab.context.add_cookies(_host_cookies(request))
                     html, status, headers = await asyncio.wait_for(
-                        _load(tab.page, request), request.timeout_s
+                        _load(tab, request), request.timeout_s
                     )
                 except TrawlError:
                     # An HTTP error page (or a page of the wrong type) leaves the tab fine.
@@ -697,7 +707,8 @@ class BrowserFetcher(Fetcher):
             try:
                 page = await owner.context.new_page()
                 tab = _Tab(owner, page)
-                await _intercept(owner.context, tab, request)
+                tab.session = await owner.context.new_cdp_session(page)
+                await _intercept(tab, request)
             except BaseException:
                 owner.tabs -= 1
                 if owner.tabs == 0:
@@ -936,10 +947,10 @@ async def _failed_hop(page: PlaywrightPage, request: FetchRequest) -> str | None
     return failed[-1] if failed else None
 
 
-async def _load(tab: PlaywrightPage, request: FetchRequest) -> tuple[str, int, dict[str, str]]:
+async def _load(tab: _Tab, request: FetchRequest) -> tuple[str, int, dict[str, str]]:
     """Navigate, judge the response as the http engine would, and read the DOM."""
     # Playwright's own timeout too, so the driver abandons the navigation when we do.
-    response = await tab.goto(
+    response = await tab.page.goto(
         request.url,
         wait_until=cast(WaitUntil, request.wait_until),
         timeout=request.timeout_s * 1000,
@@ -961,10 +972,7 @@ async def _load(tab: PlaywrightPage, request: FetchRequest) -> tuple[str, int, d
         and not classify.looks_like_html(await response.body())
     ):
         raise classify.not_html(request.url)
-    html = await tab.content()
-    # The rendered DOM, counted in characters: a close enough stand-in for the byte cap.
-    if len(html) > request.max_body_bytes:
-        raise classify.too_large(request.url, request.max_body_bytes)
+    html = await read_html(tab.session, tab.page, request.url, request.max_body_bytes)
     return html, status, headers
 
 
@@ -1046,7 +1054,7 @@ _CDP_RESOURCE_TYPES = {
 }
 
 
-async def _intercept(context: BrowserContext, tab: _Tab, request: FetchRequest) -> None:
+async def _intercept(tab: _Tab, request: FetchRequest) -> None:
     """Set up a new tab's request handling: none when the workflow has no headers and
     blocks nothing (every request goes straight through the browser). Blocked resource
     types alone are refused by the browser's own interception, asked to stop only
@@ -1058,9 +1066,9 @@ async def _intercept(context: BrowserContext, tab: _Tab, request: FetchRequest) 
         await tab.page.route("**/*", _router(blocked, dict(request.headers), tab))
         return
     types = sorted({_CDP_RESOURCE_TYPES[kind] for kind in blocked if kind in _CDP_RESOURCE_TYPES})
-    if not types:
+    session = tab.session
+    if not types or session is None:
         return
-    session = await context.new_cdp_session(tab.page)
 
     async def paused(event: dict[str, Any]) -> None:
         with contextlib.suppress(PlaywrightError):  # the tab closed meanwhile
