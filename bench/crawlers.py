@@ -68,13 +68,21 @@ phases:
 """
 
 
-def trawl_command(engine: str) -> Callable[[str, Path, int], tuple[list[str], dict[str, str]]]:
+def trawl_command(
+    engine: str, auto: bool = False, workflow_text: str = _WORKFLOW
+) -> Callable[[str, Path, int], tuple[list[str], dict[str, str]]]:
+    """``trawl run`` on ``workflow_text`` (its ``{start}``, ``{engine}`` and
+    ``{concurrency}`` filled in): at ``--concurrency N``, or with ``auto`` at the command's
+    default, concurrency autoscaled (N then only caps each host, as for every crawler)."""
+
     def build(start: str, work: Path, concurrency: int) -> tuple[list[str], dict[str, str]]:
         workflow = work / "workflow.yaml"
-        workflow.write_text(_WORKFLOW.format(start=start, engine=engine, concurrency=concurrency))
+        text = workflow_text.format(start=start, engine=engine, concurrency=concurrency)
+        workflow.write_text(text)
         trawl = Path(sys.executable).with_name("trawl")
         argv = [str(trawl), "run", str(workflow), "--out", str(work / "out")]
-        argv += ["--concurrency", str(concurrency)]
+        if not auto:
+            argv += ["--concurrency", str(concurrency)]
         env = {"TRAWL_ALLOW_PRIVATE_NETWORKS": "1", "TRAWL_CHROMIUM_PATH": CHROMIUM}
         return argv, env
 
@@ -165,12 +173,14 @@ CRAWLERS: dict[str, Crawler] = {
     c.name: c
     for c in (
         Crawler("trawl-http", "http", trawl_command("http"), read_trawl),
+        Crawler("trawl-http-auto", "http", trawl_command("http", auto=True), read_trawl),
         Crawler("scrapy", "http", peer_command("scrapy_crawl"), read_jsonl, "scrapy"),
         Crawler(
             "crawlee-parsel", "http", peer_command("crawlee_parsel"), read_jsonl, "crawlee_parsel"
         ),
         Crawler("bare-loop", "http", peer_command("bare_loop"), read_jsonl, "bare_loop"),
         Crawler("trawl-browser", "browser", trawl_command("browser"), read_trawl),
+        Crawler("trawl-browser-auto", "browser", trawl_command("browser", auto=True), read_trawl),
         Crawler(
             "crawlee-playwright",
             "browser",

@@ -4,8 +4,14 @@ Generates the documentation site (bench/docsite.py), serves it with nginx (bench
 measures the server's ceiling, then crawls the whole site with each crawler, interleaved
 (A B C D A B C D ...), ``--runs`` times each, 32 requests in flight, no politeness delay:
 
-    http engine, --pages (5,000):          trawl-http, scrapy, crawlee-parsel, bare-loop
-    browser engine, --browser-pages (500): trawl-browser, crawlee-playwright
+    http engine, --pages (5,000):          trawl-http, trawl-http-auto, scrapy,
+                                           crawlee-parsel, bare-loop
+    browser engine, --browser-pages (500): trawl-browser, trawl-browser-auto,
+                                           crawlee-playwright, playwright-loop
+
+``trawl-*`` runs at ``--concurrency 32`` like every other crawler; ``trawl-*-auto`` at the
+command's default, concurrency autoscaled from CPU, memory and event-loop lag (32 still
+caps each host, as for every crawler): what a user who picks no number gets.
 
 Per run: wall time, pages/s, CPU seconds per page and peak RSS of the crawler's whole
 process tree (bench/measure.py), and a completeness check against the site's pages.txt:
@@ -52,8 +58,8 @@ from bench.measure import MB, run_measured, self_cpu_s
 from bench.serve import SiteServer, measure_ceiling
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HTTP_ORDER = ["trawl-http", "scrapy", "crawlee-parsel", "bare-loop"]
-BROWSER_ORDER = ["trawl-browser", "crawlee-playwright", "playwright-loop"]
+HTTP_ORDER = ["trawl-http", "trawl-http-auto", "scrapy", "crawlee-parsel", "bare-loop"]
+BROWSER_ORDER = ["trawl-browser", "trawl-browser-auto", "crawlee-playwright", "playwright-loop"]
 
 
 def log(message: str) -> None:
@@ -222,7 +228,9 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, An
     by_name = {r["crawler"]: r for r in rows}
     for row in rows:
         trawl = by_name.get(f"trawl-{row['engine']}")
-        if trawl is None or row is trawl or "pages_per_s" not in row or "pages_per_s" not in trawl:
+        if trawl is None or row["crawler"].startswith("trawl") or "pages_per_s" not in trawl:
+            continue
+        if "pages_per_s" not in row:
             continue
         row["trawl_speed_x"] = round(trawl["pages_per_s"] / row["pages_per_s"], 2)
         row["trawl_cpu_x"] = round(trawl["cpu_ms_per_page"] / row["cpu_ms_per_page"], 2)
@@ -263,6 +271,14 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
         "trawl-http whole-process pages/s >= 0.85x bare-loop",
         ratio("trawl-http", "bare-loop", "pages_per_s"),
         0.85,
+        True,
+    )
+    # Issue 17: autoscaled, a user need not guess a number (and loses little to the best
+    # fixed one the bench gives the others).
+    add(
+        "trawl-http autoscaled pages/s >= 0.9x at fixed --concurrency",
+        ratio("trawl-http-auto", "trawl-http", "pages_per_s"),
+        0.9,
         True,
     )
     add(
@@ -505,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = None
     if args.http_1000:  # issue 17's whole-process comparison
         args.pages, args.skip_browser, preset = 1000, True, "http-1000"
-        args.only = args.only or "trawl-http,bare-loop,scrapy"
+        args.only = args.only or "trawl-http,trawl-http-auto,bare-loop,scrapy"
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
     wanted = set(args.only.split(",")) if args.only else set(CRAWLERS)

@@ -68,10 +68,14 @@ async def open_engines(
         # Imported here: a crawl on the http engine alone never loads Playwright.
         from worker.fetchers.browser import BrowserFetcher
 
+        # The kind of browser the workflow's pages need, launched first: the lean one
+        # (images and web fonts off) only when it blocks both.
+        blocked = set(workflow.fetch.block_resources) if workflow is not None else set()
         return BrowserFetcher(
             executable_path=chromium_path,
             restart_after_pages=browser_restart_after,
             guard=guard,
+            lean_first=workflow is None or {"image", "font"} <= blocked,
         )
 
     async with contextlib.AsyncExitStack() as stack:

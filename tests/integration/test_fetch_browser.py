@@ -189,6 +189,21 @@ async def test_disconnected_browser_is_relaunched(chromium_path: str, site: Site
         await fetcher.close()
 
 
+@pytest.mark.parametrize(("lean_first", "launches"), [(False, 1), (True, 2)])
+async def test_start_launches_the_kind_the_pages_need(
+    chromium_path: str, site: SiteServer, lean_first: bool, launches: int
+) -> None:
+    # Pages that block nothing need the full browser: started first, it is the only one.
+    fetcher = BrowserFetcher(executable_path=chromium_path, lean_first=lean_first)
+    await fetcher.start()
+    try:
+        page = await fetch(fetcher, site.url("/product/11"), block_resources=())
+        assert page.css("h1")[0].text() == "Aqua Filter 11"
+        assert fetcher.launches == launches
+    finally:
+        await fetcher.close()
+
+
 async def test_restart_after_n_pages(chromium_path: str, site: SiteServer) -> None:
     fetcher = BrowserFetcher(executable_path=chromium_path, restart_after_pages=3)
     await fetcher.start()

@@ -482,7 +482,9 @@ class BrowserFetcher(Fetcher):
     bounds closing a context (a wedged renderer): past it the browser is replaced.
     ``restart_after_pages`` replaces the browser after that many pages. ``guard`` decides
     which addresses Chromium may connect to (default: ``NetGuard.allow_all()``); a
-    ``GuardProxy`` applies it in front of every connection of the browser.
+    ``GuardProxy`` applies it in front of every connection of the browser. ``lean_first``:
+    which kind of browser ``start()`` launches, the lean one (for requests blocking images
+    and fonts, as the default does) or the other; the other kind starts on its first page.
     """
 
     def __init__(
@@ -497,6 +499,7 @@ class BrowserFetcher(Fetcher):
         launch_timeout_s: float = 60.0,
         extra_args: Iterable[str] = (),
         guard: NetGuard | None = None,
+        lean_first: bool = True,
     ) -> None:
         if restart_after_pages < 1:
             raise ValueError("restart_after_pages must be at least 1")
@@ -521,6 +524,7 @@ class BrowserFetcher(Fetcher):
             self._proxy = GuardProxy(guard)
             self._args.extend(_GUARDED_ARGS)
         self._launch_timeout_s = launch_timeout_s
+        self._lean_first = lean_first
         self._restart_after_pages = restart_after_pages
         self._slots = asyncio.Semaphore(max_contexts)
         self._launch_lock = asyncio.Lock()
@@ -542,7 +546,7 @@ class BrowserFetcher(Fetcher):
         try:
             self._playwright = await async_playwright().start()
             try:
-                self._live[True] = await self._launch(lean=True)
+                self._live[self._lean_first] = await self._launch(lean=self._lean_first)
             except BaseException:
                 await self._playwright.stop()
                 self._playwright = None
