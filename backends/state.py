@@ -34,6 +34,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from backends.errors import InvalidInputError
+
 ExecutionStatus = Literal["pending", "running", "completed", "cancelled", "failed"]
 TERMINAL_STATUSES: frozenset[ExecutionStatus] = frozenset({"completed", "cancelled", "failed"})
 
@@ -373,6 +375,12 @@ class PruneCounts(_Record, frozen=True):
 
 # Rows one prune statement deletes at most: each is a short transaction holding few locks.
 PRUNE_BATCH = 2000
+
+
+def check_prune_batch(batch: int) -> None:
+    """InvalidInputError unless ``batch`` (rows a prune statement deletes) is at least 1."""
+    if batch <= 0:
+        raise InvalidInputError(f"a prune batch must be at least 1 row, not {batch}")
 
 
 class _Closable(abc.ABC):  # noqa: B024 - a mixin of the role ports, no abstract method

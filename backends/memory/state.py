@@ -39,6 +39,7 @@ from backends.state import (
     TaskResult,
     WarningExample,
     WebhookDelivery,
+    check_prune_batch,
     key_id_of,
     nest_funnel,
 )
@@ -638,8 +639,7 @@ class MemoryStateStore(MemorySchedules, StateStore):
         batch: int = PRUNE_BATCH,
         dry_run: bool = False,
     ) -> PruneCounts:
-        if batch <= 0:
-            raise InvalidInputError(f"a prune batch must be at least 1 row, not {batch}")
+        check_prune_batch(batch)
         if not self._prunable(execution_id, ended_before):
             return PruneCounts()
         counts = self._prune_counts(execution_id)
@@ -667,8 +667,7 @@ class MemoryStateStore(MemorySchedules, StateStore):
     async def prune_claims(
         self, *, expired_before: datetime, batch: int = PRUNE_BATCH, dry_run: bool = False
     ) -> int:
-        if batch <= 0:
-            raise InvalidInputError(f"a prune batch must be at least 1 row, not {batch}")
+        check_prune_batch(batch)
         expired = [name for name, (_, _, until) in self._claims.items() if until < expired_before]
         if not dry_run:
             for name in expired:

@@ -19,8 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from backends.errors import InvalidInputError
-from backends.state import PruneCounts
+from backends.state import PruneCounts, check_prune_batch
 
 if TYPE_CHECKING:
     from backends.postgres.pool import Connection, PostgresPool
@@ -115,7 +114,7 @@ async def prune_execution(
 ) -> PruneCounts:
     """Prune one execution; ``freeze`` freezes its counters (the store's own ``freeze``,
     which knows where counters live), before anything is deleted."""
-    _check_batch(batch)
+    check_prune_batch(batch)
 
     async def eligible(conn: Connection) -> bool:
         return await conn.fetchval(ELIGIBLE, ended_before, execution_id) is not None
@@ -144,7 +143,7 @@ async def prune_execution(
 async def prune_claims(
     pool: PostgresPool, *, expired_before: datetime, batch: int, dry_run: bool
 ) -> int:
-    _check_batch(batch)
+    check_prune_batch(batch)
     if dry_run:
 
         async def count(conn: Connection) -> int:
@@ -180,8 +179,3 @@ def _touched(counts: PruneCounts) -> PruneCounts:
     if counts.rows == 0:
         return PruneCounts()
     return counts + PruneCounts(executions=1)
-
-
-def _check_batch(batch: int) -> None:
-    if batch <= 0:
-        raise InvalidInputError(f"a prune batch must be at least 1 row, not {batch}")
