@@ -25,7 +25,6 @@ growing between readings as a real backlog would.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -41,8 +40,8 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvi
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 
 from backends.clock import Clock
-from backends.errors import RetryableError
 from backends.state import Backlog, StateStore
+from orchestrator.background import Background, guarded
 from orchestrator.services import Services
 from worker.stall import health_of
 
@@ -90,7 +89,7 @@ class BacklogMetrics:
         self.stall_after_s = stall_after_s
         self.owner = owner or process_owner()
         self._reading: Reading | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._job = Background("backlog-metrics", self.run)
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(SCOPE)
         meter.create_observable_gauge(
             "trawl.queue.backlog",
@@ -194,26 +193,16 @@ class BacklogMetrics:
         """A round every ``interval_s`` until cancelled; a failed round is logged, and the
         gauges go quiet once the last good reading is as old as the claim."""
         while True:
-            try:
-                await self.refresh()
-            except RetryableError as error:
-                log.warning("backlog metrics round failed: %s", error)
-            except Exception:
-                log.exception("backlog metrics round failed")
+            await guarded(log, "backlog metrics round", self.refresh)
             await self.clock.sleep(self.interval_s)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="backlog-metrics")
+        self._job.start()
 
     async def stop(self) -> None:
         """End the loop; the gauges report nothing from now on."""
-        task, self._task = self._task, None
         self._reading = None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._job.stop()
 
 
 def measuring(meter_provider: MeterProvider) -> bool:

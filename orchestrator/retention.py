@@ -16,7 +16,6 @@ comes an interval later; nothing waits on this loop, and /readyz does not ask it
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Any
 
 from backends.clock import Clock
 from backends.state import PruneCounts, StateStore
+from orchestrator.background import Background, guarded
 from orchestrator.services import Services
 from worker.retention import describe, prune
 
@@ -61,7 +61,7 @@ class RetentionJob:
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.interval_s = interval_s
         self.first_delay_s = first_delay_s
-        self._task: asyncio.Task[None] | None = None
+        self._job = Background("retention", self.run)
 
     async def round(self) -> PruneCounts | None:
         """One round: prune if this process holds the claim (None if another does)."""
@@ -76,22 +76,14 @@ class RetentionJob:
         """Rounds until cancelled; a failed one is logged, the next comes an interval later."""
         await self.clock.sleep(self.first_delay_s)
         while True:
-            try:
-                await self.round()
-            except Exception as error:  # a backend hiccup: the next round tries again
-                log.warning("retention round failed: %s", error)
+            await guarded(log, "retention round", self.round)  # the next one tries again
             await self.clock.sleep(self.interval_s)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="retention")
+        self._job.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._job.stop()
 
 
 def retention_lifespan(

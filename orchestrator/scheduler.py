@@ -22,7 +22,6 @@ while, makes the orchestrator unready instead of silently starting nothing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -32,6 +31,7 @@ from typing import Any
 
 from backends.errors import PermanentError, RetryableError
 from backends.state import Schedule, ScheduleFire
+from orchestrator.background import Background, guarded
 from orchestrator.cron import Cron, CronError
 from orchestrator.schedule_fire import fire
 from orchestrator.services import Services
@@ -64,7 +64,7 @@ class Scheduler:
         self.tick_s = tick_s
         self.batch = batch
         self.lease_s = lease_s
-        self._task: asyncio.Task[None] | None = None
+        self._job = Background("scheduler", self.run)
         self._last_ok: float | None = None  # clock.now() of the last round that worked
         self._started: float | None = None
 
@@ -142,35 +142,26 @@ class Scheduler:
         clock = self.services.clock
         self._started = clock.now()
         while True:
+            handled = await guarded(log, "scheduler round", self.tick)
             full = False
-            try:
-                handled = await self.tick()
+            if handled is not None:
                 # More may be due: go on at once, unless a backend left them due.
                 full = sum(1 for _, fires in handled if fires) >= self.batch
                 self._last_ok = clock.now()
-            except RetryableError as error:
-                log.warning("scheduler round failed: %s", error)
-            except Exception:
-                log.exception("scheduler round failed")
             if not full:
                 await clock.sleep(self.tick_s)
 
     def start(self) -> None:
         """Run the loop in the background (``stop`` ends it)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="scheduler")
+        self._job.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._job.stop()
 
     async def check(self) -> None:
         """For /readyz: PermanentError when the loop is not running, or when no round has
         worked for six ticks (at least a minute)."""
-        task = self._task
+        task = self._job.task
         if task is None or task.done():
             raise PermanentError(
                 "the scheduler loop is not running", error_class="scheduler_stopped"
