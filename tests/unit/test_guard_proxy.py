@@ -93,3 +93,30 @@ async def test_refuses_an_address_the_guard_refuses_and_says_why(echo_port: int)
     finally:
         await proxy.close()
     await proxy.close()  # twice is fine
+
+
+async def test_closing_with_a_lookup_in_flight_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Chromium may still be opening connections when the crawl ends: the proxy cuts them
+    # quietly (asyncio would log a cancelled connection handler as an error).
+    asked = threading.Event()
+
+    async def hanging_resolver(host: str) -> list[str]:
+        asked.set()
+        await asyncio.Event().wait()  # a lookup that never answers
+        return []
+
+    proxy = GuardProxy(NetGuard(resolver=hanging_resolver))
+    url = await proxy.start()
+    sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
+    try:
+        sock.sendall(b"\x05\x01\x00")
+        assert await asyncio.to_thread(sock.recv, 2) == b"\x05\x00"
+        sock.sendall(b"\x05\x01\x00\x03\x0cslow.example\x00\x50")
+        assert await asyncio.to_thread(asked.wait, 10)
+        await proxy.close()
+        assert await asyncio.to_thread(sock.recv, 10) == b""  # cut, no reply
+    finally:
+        sock.close()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

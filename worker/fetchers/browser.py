@@ -377,6 +377,10 @@ class GuardProxy:
             await asyncio.gather(_pipe(reader, upstream), _pipe(upstream_reader, writer))
         except (OSError, asyncio.IncompleteReadError):
             pass  # the client went away (or never spoke SOCKS): nothing to answer
+        except asyncio.CancelledError:
+            # The proxy is closing and cuts the connection. Ended, not cancelled: asyncio's
+            # stream server would log a cancelled handler as an error with a traceback.
+            pass
         finally:
             if upstream is not None:
                 upstream.close()
