@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ from bench import jssite
 from bench.crawlers import CRAWLERS, Crawler, Record, ensure_venv, trawl_command, versions
 from bench.docsite import SiteInfo
 from bench.measure import MB, run_measured
-from bench.run import check_complete
+from bench.run import RATIOS, check_complete, put_medians, put_trawl_ratios
 from bench.serve import SiteServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -184,22 +183,12 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, An
             continue
         valid = [r for r in mine if r["valid"]]
         row: dict[str, Any] = {"crawler": name, "runs": len(mine), "valid_runs": len(valid)}
-        for key in ("pages_per_s", "cpu_ms_per_page", "peak_pss_mb", "peak_rss_mb"):
-            values = [r[key] for r in valid]
-            if values:
-                row[key] = round(statistics.median(values), 2)
-                row[f"{key}_range"] = [min(values), max(values)]
+        put_medians(row, valid, ("pages_per_s", "cpu_ms_per_page", "peak_pss_mb", "peak_rss_mb"), 2)
         rows.append(row)
     trawl = next((r for r in rows if r["crawler"] == "trawl-browser"), None)
+    ratios = {k: v for k, v in RATIOS.items() if k != "trawl_rss_x"}  # PSS, not RSS, here
     for row in rows:
-        if trawl is None or row["crawler"].startswith("trawl") or "pages_per_s" not in trawl:
-            continue
-        if "pages_per_s" not in row:
-            continue
-        row["trawl_speed_x"] = round(trawl["pages_per_s"] / row["pages_per_s"], 2)
-        row["trawl_cpu_x"] = round(trawl["cpu_ms_per_page"] / row["cpu_ms_per_page"], 2)
-        if row.get("peak_pss_mb"):
-            row["trawl_pss_x"] = round(trawl["peak_pss_mb"] / row["peak_pss_mb"], 2)
+        put_trawl_ratios(row, trawl, ratios)
     return rows
 
 

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,41 @@ def _timings_text(run: dict[str, Any]) -> str:
 
 # --- summary ------------------------------------------------------------------------------------
 
+# Trawl's figure over a peer's, by the name of the column it goes in.
+RATIOS = {
+    "trawl_speed_x": "pages_per_s",
+    "trawl_cpu_x": "cpu_ms_per_page",
+    "trawl_rss_x": "peak_rss_mb",
+    "trawl_pss_x": "peak_pss_mb",
+}
+
+
+def put_medians(
+    row: dict[str, Any], valid: list[dict[str, Any]], keys: Sequence[str], digits: int
+) -> None:
+    """The median of each of ``keys`` over the ``valid`` runs into ``row``, with its range
+    (min-max) as ``<key>_range``; nothing for a key without valid runs."""
+    for key in keys:
+        values = [r[key] for r in valid]
+        if values:
+            row[key] = round(statistics.median(values), digits)
+            row[f"{key}_range"] = [min(values), max(values)]
+
+
+def put_trawl_ratios(
+    row: dict[str, Any], trawl: dict[str, Any] | None, ratios: Mapping[str, str] = RATIOS
+) -> None:
+    """Into a peer's ``row``: Trawl's figure over the peer's, for each of ``ratios`` both
+    measured. Nothing for a Trawl row (auto beside fixed is read off the table) or when
+    either has no valid run."""
+    if trawl is None or row["crawler"].startswith("trawl"):
+        return
+    if "pages_per_s" not in trawl or "pages_per_s" not in row:
+        return
+    for column, key in ratios.items():
+        if trawl.get(key) and row.get(key):
+            row[column] = round(trawl[key] / row[key], 2)
+
 
 def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
     rows = []
@@ -215,10 +250,8 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, An
             "extra_max": max(r["check"]["extra"] for r in mine),
         }
         if valid:
-            for key in ("wall_s", "pages_per_s", "cpu_ms_per_page", "peak_rss_mb", "peak_pss_mb"):
-                values = [r[key] for r in valid]
-                row[key] = round(statistics.median(values), 3)
-                row[f"{key}_range"] = [min(values), max(values)]
+            keys = ("wall_s", "pages_per_s", "cpu_ms_per_page", "peak_rss_mb", "peak_pss_mb")
+            put_medians(row, valid, keys, 3)
             timed = [r["trawl_timings"] for r in valid if r.get("trawl_timings")]
             if timed:
                 row["trawl_timings"] = {
@@ -227,16 +260,7 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, An
         rows.append(row)
     by_name = {r["crawler"]: r for r in rows}
     for row in rows:
-        trawl = by_name.get(f"trawl-{row['engine']}")
-        if trawl is None or row["crawler"].startswith("trawl") or "pages_per_s" not in trawl:
-            continue
-        if "pages_per_s" not in row:
-            continue
-        row["trawl_speed_x"] = round(trawl["pages_per_s"] / row["pages_per_s"], 2)
-        row["trawl_cpu_x"] = round(trawl["cpu_ms_per_page"] / row["cpu_ms_per_page"], 2)
-        row["trawl_rss_x"] = round(trawl["peak_rss_mb"] / row["peak_rss_mb"], 2)
-        if trawl.get("peak_pss_mb") and row.get("peak_pss_mb"):
-            row["trawl_pss_x"] = round(trawl["peak_pss_mb"] / row["peak_pss_mb"], 2)
+        put_trawl_ratios(row, by_name.get(f"trawl-{row['engine']}"))
     return rows
 
 
