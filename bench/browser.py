@@ -46,7 +46,7 @@ from bench import jssite
 from bench.crawlers import CRAWLERS, Crawler, Record, ensure_venv, trawl_command, versions
 from bench.docsite import SiteInfo
 from bench.measure import MB, run_measured
-from bench.run import RATIOS, check_complete, put_medians, put_trawl_ratios
+from bench.run import RATIOS, check_complete, fmt_cell, put_medians, put_trawl_ratios
 from bench.serve import SiteServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -192,10 +192,6 @@ def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, An
     return rows
 
 
-def _fmt(row: dict[str, Any], key: str, spec: str) -> str:
-    return format(row[key], spec) if key in row else "-"
-
-
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
@@ -218,13 +214,13 @@ def markdown(result: dict[str, Any]) -> str:
         cpu = row.get("cpu_ms_per_page_range")
         lines.append(
             f"| {row['crawler']} | {row['valid_runs']}/{row['runs']} | "
-            f"{_fmt(row, 'pages_per_s', '.2f')} | "
+            f"{fmt_cell(row, 'pages_per_s', '.2f')} | "
             f"{f'{speed[0]:.2f}-{speed[1]:.2f}' if speed else '-'} | "
-            f"{_fmt(row, 'cpu_ms_per_page', '.0f')} | "
+            f"{fmt_cell(row, 'cpu_ms_per_page', '.0f')} | "
             f"{f'{cpu[0]:.0f}-{cpu[1]:.0f}' if cpu else '-'} | "
-            f"{_fmt(row, 'peak_pss_mb', '.0f')} | {_fmt(row, 'peak_rss_mb', '.0f')} | "
-            f"{_fmt(row, 'trawl_speed_x', '.2f')} | {_fmt(row, 'trawl_cpu_x', '.2f')} | "
-            f"{_fmt(row, 'trawl_pss_x', '.2f')} |"
+            f"{fmt_cell(row, 'peak_pss_mb', '.0f')} | {fmt_cell(row, 'peak_rss_mb', '.0f')} | "
+            f"{fmt_cell(row, 'trawl_speed_x', '.2f')} | {fmt_cell(row, 'trawl_cpu_x', '.2f')} | "
+            f"{fmt_cell(row, 'trawl_pss_x', '.2f')} |"
         )
     lines += [
         "",

@@ -338,7 +338,8 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
     return out
 
 
-def _fmt(row: dict[str, Any], key: str, spec: str) -> str:
+def fmt_cell(row: dict[str, Any], key: str, spec: str) -> str:
+    """A table cell: ``row[key]`` formatted with ``spec``, or "-" when not measured."""
     return format(row[key], spec) if key in row else "-"
 
 
@@ -375,12 +376,12 @@ def markdown(result: dict[str, Any]) -> str:
         rng = row.get("pages_per_s_range")
         lines.append(
             f"| {row['crawler']} | {row['engine']} | {row['site_pages']} | "
-            f"{row['valid_runs']}/{row['runs']} | {_fmt(row, 'pages_per_s', '.1f')} | "
+            f"{row['valid_runs']}/{row['runs']} | {fmt_cell(row, 'pages_per_s', '.1f')} | "
             f"{f'{rng[0]:.0f}-{rng[1]:.0f}' if rng else '-'} | "
-            f"{_fmt(row, 'cpu_ms_per_page', '.2f')} | {_fmt(row, 'peak_rss_mb', '.0f')} | "
-            f"{_fmt(row, 'peak_pss_mb', '.0f')} | "
-            f"{_fmt(row, 'trawl_speed_x', '.2f')} | {_fmt(row, 'trawl_cpu_x', '.2f')} | "
-            f"{_fmt(row, 'trawl_rss_x', '.2f')} | {_fmt(row, 'trawl_pss_x', '.2f')} | "
+            f"{fmt_cell(row, 'cpu_ms_per_page', '.2f')} | {fmt_cell(row, 'peak_rss_mb', '.0f')} | "
+            f"{fmt_cell(row, 'peak_pss_mb', '.0f')} | "
+            f"{fmt_cell(row, 'trawl_speed_x', '.2f')} | {fmt_cell(row, 'trawl_cpu_x', '.2f')} | "
+            f"{fmt_cell(row, 'trawl_rss_x', '.2f')} | {fmt_cell(row, 'trawl_pss_x', '.2f')} | "
             f"{row['missing_max']} / {row['extra_max']} |"
         )
     lines += [
