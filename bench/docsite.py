@@ -24,6 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SITE_ROOT = Path(__file__).resolve().parent / "site"
 GENERATOR_VERSION = 5
@@ -351,20 +352,47 @@ _JS = (
 )
 
 
+def reuse_or_clear(name: str, root: Path, params: dict[str, Any], marker: str) -> SiteInfo | None:
+    """The site already at ``root`` when its stamp (``site.json``) holds ``params`` (with
+    ``pages`` and ``seed``) and its file ``marker`` is there; else None, with ``root``
+    removed for a fresh build."""
+    stamp = root / "site.json"
+    if stamp.exists():
+        meta = json.loads(stamp.read_text())
+        if {k: meta.get(k) for k in params} == params and (root / marker).exists():
+            return SiteInfo(
+                name,
+                root,
+                params["pages"],
+                params["seed"],
+                meta["total_bytes"],
+                meta["total_links"],
+            )
+    if root.exists():
+        shutil.rmtree(root)
+    return None
+
+
+def stamp_site(
+    name: str, root: Path, params: dict[str, Any], total_bytes: int, total_links: int
+) -> SiteInfo:
+    """Write the built site's stamp (``site.json``: ``params`` and its totals); the site."""
+    (root / "site.json").write_text(
+        json.dumps({**params, "total_bytes": total_bytes, "total_links": total_links}, indent=1)
+    )
+    return SiteInfo(name, root, params["pages"], params["seed"], total_bytes, total_links)
+
+
 def generate(n_pages: int = 5000, seed: int = 7, name: str | None = None) -> SiteInfo:
     """Write the site (unless an identical one is there) and describe it."""
     if n_pages < 2:
         raise ValueError("a site needs at least 2 pages")
     name = name or f"docs-{n_pages}"
     root = SITE_ROOT / name
-    stamp = root / "site.json"
-    params = {"version": GENERATOR_VERSION, "pages": n_pages, "seed": seed}
-    if stamp.exists():
-        meta = json.loads(stamp.read_text())
-        if {k: meta.get(k) for k in params} == params and (root / "pages.txt").exists():
-            return SiteInfo(name, root, n_pages, seed, meta["total_bytes"], meta["total_links"])
-    if root.exists():
-        shutil.rmtree(root)
+    params: dict[str, Any] = {"version": GENERATOR_VERSION, "pages": n_pages, "seed": seed}
+    existing = reuse_or_clear(name, root, params, "pages.txt")
+    if existing is not None:
+        return existing
     rng = random.Random(seed)
     paths, sections = _layout(n_pages, rng)
     section_of = [-1] * len(paths)
@@ -387,10 +415,7 @@ def generate(n_pages: int = 5000, seed: int = 7, name: str | None = None) -> Sit
         total_bytes += len(data)
         total_links += links
     (root / "pages.txt").write_text("\n".join(paths) + "\n")
-    stamp.write_text(
-        json.dumps({**params, "total_bytes": total_bytes, "total_links": total_links}, indent=1)
-    )
-    return SiteInfo(name, root, n_pages, seed, total_bytes, total_links)
+    return stamp_site(name, root, params, total_bytes, total_links)
 
 
 def main(argv: list[str] | None = None) -> None:

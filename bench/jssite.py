@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import struct
 import time
 import zlib
@@ -272,14 +271,15 @@ def generate(n_pages: int = 300, seed: int = 11, name: str | None = None) -> Sit
         raise ValueError("a site needs at least 2 pages")
     name = name or f"js-{n_pages}"
     root = docsite.SITE_ROOT / name
-    stamp = root / "site.json"
-    params = {"version": GENERATOR_VERSION, "pages": n_pages, "seed": seed, "kind": "js"}
-    if stamp.exists():
-        meta = json.loads(stamp.read_text())
-        if {k: meta.get(k) for k in params} == params and (root / "titles.json").exists():
-            return SiteInfo(name, root, n_pages, seed, meta["total_bytes"], meta["total_links"])
-    if root.exists():
-        shutil.rmtree(root)
+    params: dict[str, Any] = {
+        "version": GENERATOR_VERSION,
+        "pages": n_pages,
+        "seed": seed,
+        "kind": "js",
+    }
+    existing = docsite.reuse_or_clear(name, root, params, "titles.json")
+    if existing is not None:
+        return existing
     rng = random.Random(seed)
     paths = _page_paths(n_pages)
     titles = ["Home"] + [
@@ -311,10 +311,7 @@ def generate(n_pages: int = 300, seed: int = 11, name: str | None = None) -> Sit
         total_links += _count_links(data)
     (root / "pages.txt").write_text("\n".join(paths) + "\n")
     (root / "titles.json").write_text(json.dumps(dict(zip(paths, titles, strict=True)), indent=0))
-    stamp.write_text(
-        json.dumps({**params, "total_bytes": total_bytes, "total_links": total_links}, indent=1)
-    )
-    return SiteInfo(name, root, n_pages, seed, total_bytes, total_links)
+    return docsite.stamp_site(name, root, params, total_bytes, total_links)
 
 
 def titles(site: SiteInfo) -> dict[str, str]:
